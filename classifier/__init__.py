@@ -1,0 +1,1 @@
+"""Bounce detection, extraction and classification (ONNX model run with onnxruntime)."""
