@@ -1,0 +1,93 @@
+"""Training-time augmentation: paraphrase, reordered clauses, other languages, missing codes, seed phrasings.
+
+The point is robustness to wording: every real example is also seen reworded, shuffled and stripped of its
+status/reply codes, and every category is also seen in hand-written phrasings wrapped in varied MTA
+boilerplate (phrasebank.py).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import replace
+
+from .corpus import Example
+from .extract import STATUS_RE, Finding, find_stage
+from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
+
+REPLY_CODE_RE = re.compile(r"(?<![\w.])[245][0-5]\d(?=[\s\-:]|$)")
+CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;:,])\s+")
+_SYNONYM_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b",
+                         re.IGNORECASE)
+
+
+def paraphrase(text: str, rng: random.Random, rate: float = 0.5) -> str:
+    """Replace known words/phrases by an equivalent wording, each occurrence with probability ``rate``."""
+    def swap(match: re.Match[str]) -> str:
+        if rng.random() >= rate:
+            return match.group(0)
+        return rng.choice(SYNONYMS[match.group(0).lower()])
+    return _SYNONYM_RE.sub(swap, text)
+
+
+def reorder(text: str, rng: random.Random) -> str:
+    """Shuffle the clauses of a sentence: providers put reason, address and code in any order."""
+    clauses = CLAUSE_SPLIT_RE.split(text)
+    rng.shuffle(clauses)
+    return " ".join(clauses)
+
+
+def drop_words(text: str, rng: random.Random, rate: float = 0.15) -> str:
+    """Forget a few words, as truncated or abbreviated diagnostics do."""
+    words = text.split()
+    kept = [w for w in words if rng.random() >= rate]
+    return " ".join(kept or words)
+
+
+def without_codes(finding: Finding) -> Finding:
+    """The finding as a bounce that states neither an enhanced status code nor a reply code."""
+    text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", finding.diagnostic))
+    return replace(finding, diagnostic=" ".join(text.split()), status=None, reply_code=None)
+
+
+def variant(finding: Finding, rng: random.Random) -> Finding:
+    """One random rewording of a finding (several operations combined)."""
+    text = paraphrase(finding.diagnostic, rng)
+    if rng.random() < 0.5:
+        text = reorder(text, rng)
+    if rng.random() < 0.5:
+        text = drop_words(text, rng)
+    varied = replace(finding, diagnostic=text)
+    return without_codes(varied) if rng.random() < 0.35 else varied
+
+
+def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
+    """A synthetic finding: a seed phrasing with codes/stage typical of the category, in random boilerplate."""
+    statuses, replies, stages, _ = SEEDS[category]
+    status = rng.choice(statuses) if rng.random() < 0.7 else None
+    reply = rng.choice(replies) if status is None or rng.random() < 0.8 else ""
+    if status and reply and reply[0] != status[0]:
+        reply = status[0] + reply[1:]
+    stage = rng.choice(stages)
+    text = rng.choice(WRAPPERS).format(
+        reason=paraphrase(reason, rng, rate=0.3), status=status or "", reply=reply or "",
+        host="mx.example.net [192.0.2.1]", addr="user@example.org", stage_cmd=STAGE_COMMANDS[stage],
+    )
+    text = " ".join(text.split())
+    return Finding(recipient="user@example.org", status=status, reply_code=reply or None, diagnostic=text,
+                   stage=find_stage(text) or (stage if stage != "unknown" else None))
+
+
+def augment(examples: list[Example], rng: random.Random, copies: int = 4, seeds_per_phrase: int = 3,
+            with_seeds: bool = True) -> list[Example]:
+    """The examples, ``copies`` random variants of each, and the seed phrasings of every category."""
+    out = list(examples)
+    for example in examples:
+        out.extend(replace(example, finding=variant(example.finding, rng)) for _ in range(copies))
+        out.append(replace(example, finding=without_codes(example.finding)))
+    if with_seeds:
+        for category, (_, _, _, reasons) in SEEDS.items():
+            for reason in reasons:
+                out.extend(Example(seed_finding(category, reason, rng), category, f"seed:{category}")
+                           for _ in range(seeds_per_phrase))
+    return out

@@ -1,0 +1,102 @@
+"""Decide what kind of report a message is: failure, delay, success, auto-reply, feedback or none.
+
+Structure is trusted before wording: a delivery-status part's Action fields, then an ARF part, then who sent
+it and what it says. ``Auto-Submitted: auto-replied`` is also set by real bounces, so it only makes an
+auto-reply when nothing marks the message as a bounce.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .extract import ADDRESS_RE, ROBOT_LOCALPARTS, Finding, cut_original
+from .parts import Message, content_type, header, human_text, walk_outer
+
+BOUNCE_SUBJECT_RE = re.compile(
+    r"(?i)undeliver|returned mail|delivery (?:status notification|failure|failed|has failed|problem|report)"
+    r"|failure notice|mail delivery (?:failed|failure|system)|non.?delivery|could not be delivered"
+    r"|mail system error|rejected|bounce|error|fail|not delivered|delivery notification"
+    r"|unzustellbar|nicht zustellbar|non remis|no se puede entregar|エラー|不達|配信"
+)
+BOUNCE_BODY_RE = re.compile(
+    r"(?i)could not be delivered|couldn'?t be delivered|undeliverable|delivery (?:to the following|has failed"
+    r"|failed|to these recipients)|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|not be delivered"
+    r"|was not delivered|delivery failure|rejected|user unknown|does not exist|no such user|mailbox (?:is )?full"
+    r"|over quota|host unknown|message (?:was )?(?:bounced|returned)|failed recipient|giving up|transcript of session"
+    r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|wasn'?t delivered|delivery problem|retry time|expired|"
+    r"zugestellt|non remis|échec|失敗|できません"
+)
+DELAY_BODY_RE = re.compile(
+    r"(?i)will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
+    r"|delivery (?:is )?delayed|not yet been delivered|will retry|warning: message still undelivered"
+)
+AUTO_REPLY_SUBJECT_RE = re.compile(
+    r"(?i)^(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|vacation|abwesen|absence"
+    r"|away from|autoreply|réponse automatique|auto:)"
+)
+
+
+def _robot_sender(msg: Message) -> bool:
+    """Null return path or a MAILER-DAEMON/postmaster From: the envelope signs of a bounce."""
+    if header(msg, "Return-Path").strip() in ("<>", "<<>>"):
+        return True
+    found = ADDRESS_RE.findall(header(msg, "From")) or [header(msg, "From")]
+    return any(a.split("@")[0].lower() in ROBOT_LOCALPARTS for a in found if a) or \
+        "mailer-daemon" in header(msg, "From").lower()
+
+
+def _is_feedback(msg: Message) -> bool:
+    if content_type(msg) == "multipart/report" and "feedback" in (msg.get_param("report-type") or "").lower():
+        return True
+    return any(content_type(p) == "message/feedback-report" for p in walk_outer(msg))
+
+
+def _auto_reply_headers(msg: Message) -> bool:
+    auto = header(msg, "Auto-Submitted").lower()
+    precedence = header(msg, "Precedence").lower()
+    return (
+        auto.startswith("auto-replied")
+        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress"))
+        or precedence == "auto_reply"
+        or bool(AUTO_REPLY_SUBJECT_RE.search(header(msg, "Subject")))
+    )
+
+
+def kind_from_actions(findings: list[Finding]) -> str | None:
+    """The kind a delivery-status part states through its Action fields (RFC 3464 §2.3.3)."""
+    actions = {(f.action or "").lower() for f in findings}
+    if "failed" in actions:
+        return "failure"
+    if "delayed" in actions:
+        return "delay"
+    if actions and actions <= {"delivered", "relayed", "expanded", "deliverable"}:
+        return "success"
+    if any(f.status and f.status[0] in "45" for f in findings):
+        return "failure"
+    return None
+
+
+def detect_kind(msg: Message, findings: list[Finding]) -> str:
+    """The report kind; ``findings`` are the extraction results for this message."""
+    if _is_feedback(msg):
+        return "feedback"
+    has_status_part = any(f.action is not None for f in findings)  # only delivery-status fields set it
+    if has_status_part:
+        stated = kind_from_actions(findings)
+        if stated:
+            return stated
+    body = cut_original(human_text(msg))
+    robot = _robot_sender(msg)
+    bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
+    failure_words = bool(BOUNCE_BODY_RE.search(body))
+    if (robot or bouncy_subject) and (failure_words or has_status_part or robot and bouncy_subject):
+        return "delay" if DELAY_BODY_RE.search(body) and not _permanent(findings) else "failure"
+    if not robot and _auto_reply_headers(msg):
+        return "auto-reply"
+    if robot and any(f.status or f.reply_code for f in findings):
+        return "failure"
+    return "none"
+
+
+def _permanent(findings: list[Finding]) -> bool:
+    return any((f.status or f.reply_code or "")[:1] == "5" for f in findings)

@@ -1,0 +1,263 @@
+"""Per-recipient facts of a bounce: from the delivery-status part when there is one, else from the body text.
+
+Labels depend on more than the sentence (the same "user unknown" means bad-mailbox at RCPT and a policy
+rejection after DATA), so the SMTP stage, reply code and status code are pulled out here as well.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass, replace
+
+from .parts import Message, content_type, decode_bytes, header, human_text, part_text, walk_outer
+
+STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+REPLY_RE = re.compile(r"(?<![\d.])([245][0-5]\d)(?:[\s\-]|$)")
+ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
+                        r"\.[A-Za-z]{2,}")
+# Lines after which a body-only bounce quotes the original message.
+ORIGINAL_MARKER_RE = re.compile(
+    r"(?im)^[\s\-=_*>|]*(?:"
+    r"(?:-+ ?)?(?:original message|unsent message|returned message|undelivered message|message headers? follow)"
+    r"|.*\b(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers?)"
+    r"|message (?:text )?follows|headers of the original|text of your message)"
+    r"|content-type: message/rfc822"
+    r"|received: from "
+    r")")
+STAGE_PATTERNS = (
+    ("rcpt", re.compile(r"(?i)\bRCPT\b|\brecipient address rejected")),
+    ("data", re.compile(r"(?i)\bend of data\b|\bDATA\b|\bmessage body\b|\bcontent\b")),
+    ("mail", re.compile(r"(?i)\bMAIL FROM\b|\bMAIL\b command|\bsender address rejected")),
+    ("connect", re.compile(r"(?i)\bconnect(?:ion|ing)?\b|\bgreeting\b|\bHELO\b|\bEHLO\b|\bbanner\b")),
+)
+MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
+ROBOT_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "noreply", "no-reply"})
+STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
+# Delivery-status fields pasted into a text body (a report whose MIME structure was lost).
+INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
+# Lines where addresses are message identifiers or contact hints, not recipients.
+NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support")
+MAX_DIAGNOSTIC = 1000
+MAX_BLOCK_LINES = 12
+# A recipient block shorter than this says nothing by itself; the text above it then holds the reason.
+MIN_BLOCK_CHARS = 24
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the message says about one recipient, before any classification."""
+
+    recipient: str
+    action: str | None = None
+    status: str | None = None
+    remote_mta: str | None = None
+    reply_code: str | None = None
+    diagnostic: str = ""
+    stage: str | None = None
+
+
+def find_status(text: str) -> str | None:
+    """The first RFC 3463 enhanced status code in the text."""
+    match = STATUS_RE.search(text)
+    return ".".join(match.groups()) if match else None
+
+
+def find_reply_code(text: str) -> str | None:
+    """The first SMTP reply code standing as a word at the start of a reply (e.g. '550 ', '421-')."""
+    match = REPLY_RE.search(text)
+    return match.group(1) if match else None
+
+
+def find_stage(text: str) -> str | None:
+    """The SMTP stage the text says the rejection happened at, if it says."""
+    for name, pattern in STAGE_PATTERNS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def more_specific(stated: str | None, in_text: str | None) -> str | None:
+    """The diagnostic's own code when it agrees in class with the Status field: it is the remote's word."""
+    if stated and in_text and in_text[0] == stated[0]:
+        return in_text
+    return stated or in_text
+
+
+def compact(text: str, limit: int = MAX_DIAGNOSTIC) -> str:
+    """One line, single spaces, bounded length."""
+    return " ".join(text.split())[:limit]
+
+
+def strip_type(value: str) -> str:
+    """'rfc822; user@x' -> 'user@x' (the address/diagnostic type prefix of RFC 3464 fields)."""
+    head, sep, tail = value.partition(";")
+    return tail.strip() if sep and " " not in head.strip() else value.strip()
+
+
+def clean_address(value: str) -> str:
+    """An address without type prefix, angle brackets or surrounding junk."""
+    value = strip_type(value)
+    match = ADDRESS_RE.search(value)
+    return match.group(0) if match else value.strip("<> \t")
+
+
+def status_blocks(part: Message) -> list[Message]:
+    """The field groups of a (global-)delivery-status part, whatever shape the parser left it in."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and all(isinstance(p, Message) for p in payload):
+        return list(payload)
+    raw = part.get_payload(decode=True)
+    return blocks_from_text(decode_bytes(raw, "utf-8") if isinstance(raw, bytes) else part_text(part))
+
+
+def blocks_from_text(text: str) -> list[Message]:
+    """Field groups (separated by blank lines) parsed as header blocks."""
+    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip())
+    return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
+
+
+def from_delivery_status(msg: Message) -> list[Finding]:
+    """Findings from every per-recipient group of every delivery-status part (RFC 3464 / RFC 6533)."""
+    body = human_text(msg)
+    blocks = [b for part in walk_outer(msg) if content_type(part) in STATUS_TYPES for b in status_blocks(part)]
+    if not blocks:
+        inline = INLINE_STATUS_RE.search(body)
+        blocks = blocks_from_text(cut_original(body[inline.start():])) if inline else []
+    findings: list[Finding] = []
+    for block in blocks:
+        rcpt = header(block, "Final-Recipient") or header(block, "Original-Recipient")
+        if rcpt:
+            findings.append(_finding_from_block(block, clean_address(rcpt), body))
+    return findings
+
+
+def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
+    diagnostic = strip_type(header(block, "Diagnostic-Code"))
+    context = recipient_block(body, rcpt) if rcpt else ""
+    if not diagnostic:
+        diagnostic = context or body
+    status = more_specific(find_status(header(block, "Status")), find_status(diagnostic))
+    remote = strip_type(header(block, "Remote-MTA")) or None
+    return Finding(
+        recipient=rcpt,
+        action=(header(block, "Action").split() or [None])[0],
+        status=status,
+        remote_mta=remote,
+        reply_code=find_reply_code(diagnostic),
+        diagnostic=compact(diagnostic),
+        stage=find_stage(diagnostic + "\n" + context),
+    )
+
+
+def cut_original(text: str) -> str:
+    """The body up to where the returned original message starts."""
+    match = ORIGINAL_MARKER_RE.search(text)
+    return text[: match.start()] if match else text
+
+
+def recipient_block(text: str, address: str, next_address: str | None = None) -> str:
+    """The lines from the first mention of the address up to the next recipient's first mention."""
+    lines = text.splitlines()
+    low = address.lower()
+    start = next((i for i, line in enumerate(lines) if low in line.lower()), None)
+    if start is None:
+        return ""
+    end = min(len(lines), start + MAX_BLOCK_LINES)
+    if next_address:
+        nxt = next_address.lower()
+        end = next((i for i in range(start + 1, end) if nxt in lines[i].lower()), end)
+    return "\n".join(lines[start:end])
+
+
+def own_addresses(msg: Message) -> set[str]:
+    """Addresses of the bounce's own envelope/headers: the sender of the original and the reporting robot."""
+    found = set()
+    for name in ("From", "To", "Cc", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
+        found.update(a.lower() for a in ADDRESS_RE.findall(header(msg, name)))
+    return found
+
+
+def from_body(msg: Message) -> list[Finding]:
+    """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
+    text = cut_original(human_text(msg))
+    skip = own_addresses(msg)
+    addresses = ADDRESS_RE.findall(header(msg, "X-Failed-Recipients"))
+    for line in text.splitlines():
+        if NOT_RECIPIENT_LINE_RE.search(line):
+            continue
+        for address in ADDRESS_RE.findall(line):
+            low = address.lower()
+            if low in skip or not _looks_like_mailbox(low) or low in (a.lower() for a in addresses):
+                continue
+            addresses.append(address)
+    originals = {a.lower() for a in original_recipients(msg)}
+    if originals & {a.lower() for a in addresses}:
+        addresses = [a for a in addresses if a.lower() in originals]
+    if not addresses:
+        return [finding_from_text(next(iter(original_recipients(msg)), ""), text)]
+    preamble = text[: text.lower().find(addresses[0].lower())]
+    findings = []
+    for i, address in enumerate(addresses):
+        block = recipient_block(text, address, addresses[i + 1] if i + 1 < len(addresses) else None)
+        if len(addresses) == 1 and len(ADDRESS_RE.sub("", block).strip()) < MIN_BLOCK_CHARS:
+            block = preamble[-400:] + "\n" + block
+        findings.append(finding_from_text(address, block))
+    return findings
+
+
+def finding_from_text(address: str, text: str) -> Finding:
+    """A finding read from free text; action stays None because no delivery-status field stated one."""
+    return Finding(
+        recipient=address,
+        status=find_status(text),
+        reply_code=find_reply_code(text),
+        diagnostic=compact(text),
+        stage=find_stage(text),
+    )
+
+
+def _looks_like_mailbox(address: str) -> bool:
+    """False for robot mailboxes and for message identifiers that merely look like addresses."""
+    local = address.split("@")[0]
+    return local.split("+")[0] not in ROBOT_LOCALPARTS and not MESSAGE_ID_LOCAL_RE.match(local)
+
+
+def original_recipients(msg: Message) -> list[str]:
+    """To/Cc of the returned original (attached or quoted below the marker): who the failure can be about."""
+    sources: list[Message] = []
+    for part in walk_outer(msg):
+        if part is not msg and content_type(part) in ("message/rfc822", "text/rfc822-headers"):
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                sources.append(inner[0])
+            elif isinstance(inner, str):
+                sources.append(email.message_from_string(inner))
+    body = human_text(msg)
+    marker = ORIGINAL_MARKER_RE.search(body)
+    if marker:
+        quoted = body[marker.end():].lstrip("-= \t\r\n")
+        sources.append(email.message_from_string(quoted[quoted.find("\n") + 1:] if ":" not in quoted[:40]
+                                                 else quoted))
+    return [a for source in sources for name in ("To", "Cc") for a in ADDRESS_RE.findall(header(source, name))]
+
+
+def extract(msg: Message) -> list[Finding]:
+    """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text)."""
+    findings = from_delivery_status(msg)
+    if findings:
+        return _dedupe(findings)
+    return from_body(msg)
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per address; a later group for the same address only fills gaps of the first."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        key = finding.recipient.lower()
+        first = merged.get(key)
+        if first is None:
+            merged[key] = finding
+        elif not first.diagnostic:
+            merged[key] = replace(first, diagnostic=finding.diagnostic)
+    return list(merged.values())

@@ -1,0 +1,71 @@
+"""The ONNX model at run time: loaded once, self-describing (labels and category types in its metadata)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .taxonomy import default_types
+
+MODEL_PATH = Path(__file__).with_name("model.onnx")
+META_LABELS = "mailwarden.labels"
+META_TYPES = "mailwarden.types"
+META_THRESHOLD = "mailwarden.threshold"
+# Below this probability the top category is not trusted and the verdict says "other" (shown with its score).
+DEFAULT_THRESHOLD = 0.40
+
+
+class ModelError(ValueError):
+    """The file is not a usable mailwarden bounce model."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    category: str
+    confidence: float
+
+
+class OnnxModel:
+    """An onnxruntime session over a string input; safe to use from several threads (onnxruntime is)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        data = Path(path).read_bytes()
+        self.model_id = hashlib.sha256(data).hexdigest()[:12]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            meta = self._session.get_modelmeta().custom_metadata_map
+            self.labels: list[str] = json.loads(meta[META_LABELS])
+            self.types: dict[str, str] = {**default_types(), **json.loads(meta.get(META_TYPES, "{}"))}
+            self.threshold = float(meta.get(META_THRESHOLD, DEFAULT_THRESHOLD))
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: not a mailwarden bounce model (metadata {exc} missing or broken)") from exc
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
+            raise ModelError(f"{path}: cannot load ONNX model: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        self._probabilities = self._session.get_outputs()[1].name
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """One row of class probabilities per text, columns in ``labels`` order."""
+        feed = np.array(texts, dtype=object).reshape(-1, 1)
+        return np.asarray(self._session.run([self._probabilities], {self._input: feed})[0])
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        """Top category per text, or the fallback category when the model is not confident enough."""
+        if not texts:
+            return []
+        results = []
+        for row in self.probabilities(texts):
+            best = int(np.argmax(row))
+            confidence = float(row[best])
+            category = self.labels[best] if confidence >= self.threshold else "other"
+            results.append(Prediction(category, confidence))
+        return results

@@ -1,0 +1,26 @@
+"""From raw bytes to the report kind and the recipients it is about (no classification yet)."""
+
+from __future__ import annotations
+
+from .detect import detect_kind
+from .extract import Finding, extract
+from .parts import parse
+
+# Which delivery-status Action values belong in the report of each kind.
+ACTIONS_BY_KIND = {
+    "failure": {"failed", "delayed"},
+    "delay": {"delayed"},
+    "success": {"delivered", "relayed", "expanded", "deliverable"},
+}
+
+
+def reported_findings(raw: bytes) -> tuple[str, list[Finding]]:
+    """The kind of report and its recipients in order; look-alikes without recipients get an empty list."""
+    msg = parse(raw)
+    findings = extract(msg)
+    kind = detect_kind(msg, findings)
+    wanted = ACTIONS_BY_KIND.get(kind)
+    if wanted is None:
+        return kind, []
+    selected = [f for f in findings if f.action is None or f.action.lower() in wanted]
+    return kind, selected or findings

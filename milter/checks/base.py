@@ -1,0 +1,51 @@
+"""What every check shares: the subject it examines, the DNS it may use, and the result it returns.
+
+A check is a small object with a `name`, the SMTP `stage` after which it can run, the `policy` key prefix
+under which the administrator sets actions for its results, and `run(subject, dns) -> CheckResult`.
+Checks never raise for DNS trouble: that is a result (temperror) like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol
+
+from ..dns import Answer, Budget, Resolver
+
+Stage = Literal["connect", "mail"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the SMTP client has told us so far."""
+
+    ip: str
+    helo: str = ""
+    sender: str | None = None  # MAIL FROM address without brackets; "" is the null sender
+
+
+@dataclass
+class DnsContext:
+    """The shared resolver bound to one message's DNS budget."""
+
+    resolver: Resolver
+    budget: Budget
+
+    def lookup(self, name: str, rdtype: str) -> Answer:
+        return self.resolver.lookup(name, rdtype, self.budget)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    method: str  # the Authentication-Results method: "iprev", "spf"
+    result: str  # an RFC 8601 / RFC 7208 result word
+    reason: str  # why, in words, for the header comment and the log
+
+
+class Check(Protocol):
+    name: ClassVar[str]
+    method: ClassVar[str]  # the Authentication-Results method it reports under
+    stage: ClassVar[Stage]
+    policy: ClassVar[str]  # prefix of the policy keys: "<policy>_<result>"
+
+    def run(self, subject: Subject, dns: DnsContext) -> CheckResult: ...

@@ -1,0 +1,59 @@
+"""IPREV (RFC 8601 §3): forward-confirmed reverse DNS of the connecting client."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..dns import DNSTempError
+from .base import CheckResult, DnsContext, Stage, Subject
+
+MAX_NAMES = 10  # RFC 7208 §4.6.4 bound, which RFC 8601 iprev implementations share
+
+
+@dataclass(frozen=True)
+class IprevResult(CheckResult):
+    ip: str = ""
+    names: tuple[str, ...] = ()  # the PTR names that map back to the IP (pass), else every PTR name seen
+
+
+class IprevCheck:
+    name: ClassVar[str] = "iprev"
+    method: ClassVar[str] = "iprev"
+    stage: ClassVar[Stage] = "connect"
+    policy: ClassVar[str] = "iprev"
+
+    def run(self, subject: Subject, dns: DnsContext) -> IprevResult:
+        ip = subject.ip
+
+        def result(word: str, reason: str, names: tuple[str, ...] = ()) -> IprevResult:
+            return IprevResult("iprev", word, reason, ip=ip, names=names)
+
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return result("permerror", "client address is not an IP address")
+        try:
+            ptr = dns.lookup(addr.reverse_pointer, "PTR")
+        except DNSTempError as exc:
+            return result("temperror", f"PTR lookup failed: {exc}")
+        names = tuple(dict.fromkeys(str(v) for v in ptr.values()))
+        if not names:
+            return result("permerror", "no PTR record" if not ptr.nxdomain else "PTR lookup: NXDOMAIN")
+        rdtype = "A" if addr.version == 4 else "AAAA"
+        confirmed: list[str] = []
+        errors: list[str] = []
+        for name in names[:MAX_NAMES]:
+            try:
+                forward = dns.lookup(name, rdtype).values()
+            except DNSTempError as exc:
+                errors.append(str(exc))
+                continue
+            if any(ipaddress.ip_address(str(v)) == addr for v in forward):
+                confirmed.append(name)
+        if confirmed:
+            return result("pass", f"{confirmed[0]} maps back to {ip}", tuple(confirmed))
+        if errors:
+            return result("temperror", f"forward lookup failed: {errors[0]}", names)
+        return result("fail", f"no PTR name of {ip} maps back to it", names)

@@ -1,0 +1,122 @@
+"""SPF (RFC 7208) of the HELO and MAIL FROM identities, evaluated by pyspf over our shared resolver.
+
+pyspf does its own DNS through the module-level function `spf.DNSLookup`; we point that at the resolver
+of the message being checked (held in a context variable, so concurrent milter threads never mix), which
+gives SPF the same cache, nameservers, timeout and per-message budget as every other check.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import ClassVar
+
+import spf
+
+from ..dns import DNSTempError
+from .base import CheckResult, DnsContext, Stage, Subject
+
+_current_dns: ContextVar[DnsContext] = ContextVar("mailwarden_spf_dns")
+
+# A HELO that cannot be a domain name is not worth a DNS query: RFC 7208 §4.3 makes its result "none".
+_DOMAIN_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _lookup(name: str, qtype: str, strict: object = True, timeout: object = None) -> list:
+    """pyspf's DNSLookup contract: [((name, qtype), value)], [] for no data, spf.TempError for errors."""
+    try:
+        answer = _current_dns.get().lookup(name, qtype)
+    except DNSTempError as exc:
+        raise spf.TempError(f"DNS {exc}") from exc
+    return [((name, qtype), value) for value in answer.values(qtype)]
+
+
+spf.DNSLookup = _lookup
+
+
+class _Query(spf.query):
+    """pyspf's query with the RFC 7208 §5.5 ptr rule: a DNS error on one PTR name skips that name."""
+
+    def validated_ptrs(self) -> list[str]:
+        validated = []
+        for name in self.dns_ptr(self.i)[: spf.MAX_PTR]:
+            try:
+                addresses = self.dns_a(name, self.A)
+            except spf.TempError:
+                continue
+            if self.cidrmatch(addresses, self.cidrmax):
+                validated.append(name)
+        return validated
+
+
+@dataclass(frozen=True)
+class SpfResult(CheckResult):
+    identity: str = "mailfrom"  # "helo" | "mailfrom"
+    sender: str = ""  # the identity checked: the MAIL FROM address, or postmaster@<helo>
+    domain: str = ""  # its domain
+    mechanism: str = ""  # the mechanism that matched, "default" when none did
+    problem: str = ""  # pyspf's description of an error, "" when none
+    explanation: str = ""  # the domain's exp= text on fail
+
+
+def evaluate(identity: str, subject: Subject, dns: DnsContext, receiver: str = "") -> SpfResult:
+    """check_host() for one identity of `subject`; HELO identity if identity == "helo"."""
+    helo = subject.helo
+    sender = (subject.sender if identity == "mailfrom" else "") or f"postmaster@{helo}"
+    domain = sender.rpartition("@")[2] if "@" in sender else helo
+    if identity == "helo" and not _DOMAIN_CHARS.match(helo or ""):
+        reason = "HELO is not a domain name"
+        return SpfResult("spf", "none", reason, identity, sender, domain, problem="malformed HELO")
+    token = _current_dns.set(dns)
+    try:
+        query = _Query(
+            i=subject.ip,
+            s="" if identity == "helo" else sender,
+            h=helo,
+            receiver=receiver or "unknown",
+            timeout=max(dns.budget.remaining(), 0.001),
+        )
+        word, _code, text = query.check()
+    except (ValueError, UnicodeError) as exc:  # pyspf's address parsing of hostile input
+        return SpfResult("spf", "permerror", str(exc), identity, sender, domain, "", str(exc))
+    finally:
+        _current_dns.reset(token)
+    problem = getattr(query, "prob", "") or ""
+    mechanism = query.mechanism or ("default" if word in ("pass", "fail", "softfail", "neutral") else "")
+    explanation = text if word == "fail" else ""
+    reason = _reason(word, sender, subject.ip, problem)
+    return SpfResult("spf", word, reason, identity, sender, domain, mechanism, problem, explanation)
+
+
+def _reason(word: str, sender: str, ip: str, problem: str) -> str:
+    """The RFC 7208 §9.1 style comment."""
+    return {
+        "pass": f"domain of {sender} designates {ip} as permitted sender",
+        "fail": f"domain of {sender} does not designate {ip} as permitted sender",
+        "softfail": f"domain of transitioning {sender} does not designate {ip} as permitted sender",
+        "neutral": f"{ip} is neither permitted nor denied by domain of {sender}",
+        "none": f"domain of {sender} does not designate permitted sender hosts",
+        "temperror": f"error in processing during lookup of {sender}: {problem}",
+        "permerror": f"permanent error in processing domain of {sender}: {problem}",
+    }.get(word, word)
+
+
+class SpfHeloCheck:
+    name: ClassVar[str] = "spf-helo"
+    method: ClassVar[str] = "spf"
+    stage: ClassVar[Stage] = "mail"
+    policy: ClassVar[str] = "helo_spf"
+
+    def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
+        return evaluate("helo", subject, dns)
+
+
+class SpfMailFromCheck:
+    name: ClassVar[str] = "spf-mailfrom"
+    method: ClassVar[str] = "spf"
+    stage: ClassVar[Stage] = "mail"
+    policy: ClassVar[str] = "spf"
+
+    def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
+        return evaluate("mailfrom", subject, dns)

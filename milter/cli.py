@@ -1,0 +1,138 @@
+"""The `mailwarden` command: run the daemon, check a client by hand, validate a configuration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .checks.iprev import IprevResult
+from .checks.spf import SpfResult
+from .config import Config, load
+from .dns import Resolver, parse_nameserver
+from .engine import Engine
+
+DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
+
+
+def load_config(path: str | None) -> Config:
+    """The file given, else the system file if there is one, else the built-in defaults."""
+    if path:
+        return load(path)
+    if DEFAULT_CONFIG.exists():
+        return load(DEFAULT_CONFIG)
+    return Config()
+
+
+def make_resolver(config: Config) -> Resolver:
+    dns = config.dns
+    return Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import run
+
+    return run(load_config(args.config))
+
+
+def check_report(engine: Engine, ip: str, helo: str, sender: str) -> dict:
+    """The JSON object of `mailwarden check --json`."""
+    session, envelope = engine.check(ip, helo, sender)
+    iprev = session.results.get("iprev")
+    report: dict = {
+        "iprev": {"result": iprev.result, "names": list(iprev.names)} if isinstance(iprev, IprevResult) else None,
+        "spf": {},
+        "headers": dict(engine.headers(session, envelope)),
+    }
+    for result in envelope.results.values():
+        if isinstance(result, SpfResult):
+            report["spf"][result.identity] = {
+                "result": result.result,
+                "mechanism": result.mechanism,
+                "problem": result.problem,
+                "identity": result.sender,
+                "explanation": result.explanation,
+            }
+    return report
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    dns = config.dns
+    if args.dns:
+        dns = dataclasses.replace(dns, nameservers=tuple(parse_nameserver(s) for s in args.dns))
+    if args.timeout:
+        dns = dataclasses.replace(dns, timeout=args.timeout)
+    # `check` examines the client it is given, even one that the daemon would trust and skip.
+    config = dataclasses.replace(config, dns=dns, trusted_networks=(), skip_sender_domains=frozenset())
+    report = check_report(Engine(config, make_resolver(config)), args.ip, args.helo, args.sender)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    iprev = report["iprev"]
+    print(f"iprev: {iprev['result']} {' '.join(iprev['names'])}".rstrip())
+    for identity, spf in report["spf"].items():
+        extra = f" mechanism={spf['mechanism']}" if spf["mechanism"] else ""
+        extra += f" problem={spf['problem']!r}" if spf["problem"] else ""
+        print(f"spf {identity} ({spf['identity']}): {spf['result']}{extra}")
+    for name, value in report["headers"].items():
+        print(f"{name}: {value}")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None)
+    if path is None:
+        print(f"{DEFAULT_CONFIG} does not exist: the built-in defaults are in use")
+        return 0
+    config = load(path)
+    print(f"{path}: OK (socket {config.socket}, authserv-id {config.authserv_id}, {len(config.domains)} domain(s))")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailwarden",
+        description="Milter for Postfix and Sendmail: IPREV and SPF with Received-SPF and "
+        "Authentication-Results headers, per-domain policy, and bounce classification.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the milter daemon in the foreground, logging to stderr")
+    run.add_argument("--config", metavar="PATH", help=f"TOML configuration (default: {DEFAULT_CONFIG} if it "
+                     "exists, else built-in defaults)")  # fmt: skip
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="run IPREV and SPF on a client without an MTA")
+    check.add_argument("--ip", required=True, help="the client IP address")
+    check.add_argument("--helo", default="", help="the HELO/EHLO name")
+    check.add_argument("--sender", default="", help="the MAIL FROM address; empty = null sender (postmaster@HELO)")
+    check.add_argument("--dns", action="append", metavar="HOST:PORT", help="nameserver to ask (repeatable)")
+    check.add_argument("--timeout", type=float, metavar="SECONDS", help="per-query DNS timeout")
+    check.add_argument("--config", metavar="PATH", help="take authserv-id and DNS settings from this file")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(func=cmd_check)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_check = config_sub.add_parser("check", help="validate a configuration file and report every problem")
+    config_check.add_argument("--config", metavar="PATH", help=f"file to check (default: {DEFAULT_CONFIG})")
+    config_check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # ConfigError, bad addresses: a clear message, no traceback
+        print(f"mailwarden: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The one TOML configuration file: global defaults, per-recipient-domain policy overrides.
+
+Loading is all-or-nothing: every problem (unknown key, wrong type, bad network, bad domain, bad action) is
+collected with the key and the line it is on, and `ConfigError` lists them all, so that the daemon never
+starts (or reloads into) a half-understood configuration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from socket import getfqdn
+from types import MappingProxyType
+from typing import Any
+
+from .dns import parse_nameserver
+
+ACTIONS = ("accept", "reject", "defer")
+SPF_RESULTS = ("fail", "softfail", "neutral", "none", "temperror", "permerror")
+IPREV_RESULTS = ("fail", "temperror", "permerror")
+POLICY_KEYS = (
+    tuple(f"spf_{r}" for r in SPF_RESULTS)
+    + tuple(f"helo_spf_{r}" for r in SPF_RESULTS)
+    + tuple(f"iprev_{r}" for r in IPREV_RESULTS)
+)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("kv", "json")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?$")
+_SOCKET = re.compile(r"^(unix|local):/.+$|^inet6?:\d{1,5}(@.+)?$")
+
+
+class ConfigError(ValueError):
+    """A configuration that must not be used; str() lists every problem with its key and line."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system resolver
+    timeout: float = 2.0  # seconds per query
+    budget: float = 10.0  # seconds of DNS per message (and per connection for iprev)
+    cache_size: int = 10000
+
+
+@dataclass(frozen=True)
+class BounceConfig:
+    enabled: bool = True
+    model: str = ""  # "" = the model shipped in the package
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    address: str = ""  # "host:port" to serve Prometheus metrics; "" = off
+
+
+@dataclass(frozen=True)
+class Config:
+    socket: str = "inet:8894@127.0.0.1"
+    socket_mode: int = 0o660
+    authserv_id: str = field(default_factory=getfqdn)
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    skip_authenticated: bool = True
+    skip_sender_domains: frozenset[str] = frozenset()
+    log_level: str = "info"
+    log_format: str = "kv"
+    milter_timeout: int = 600  # seconds libmilter waits for the MTA
+    dns: DnsConfig = DnsConfig()
+    bounce: BounceConfig = BounceConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    policy: MappingProxyType[str, str] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(POLICY_KEYS, "accept"))
+    )
+    domains: MappingProxyType[str, MappingProxyType[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    source: str = "<built-in defaults>"
+
+    def policy_for(self, domain: str) -> MappingProxyType[str, str]:
+        """The policy of a recipient domain: its own overrides on top of the defaults."""
+        return self.domains.get(domain.lower().rstrip("."), self.policy)
+
+    def is_trusted(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trusted_networks)
+
+
+def load(path: str | Path) -> Config:
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read: {exc}"]) from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from exc
+    return _Builder(text, path).build(data)
+
+
+class _Builder:
+    """Turns parsed TOML into a Config, collecting every problem with its line."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.lines = text.splitlines()
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, table: tuple[str, ...], key: str, message: str) -> None:
+        dotted = ".".join((*table, key)) if key else ".".join(table)
+        line = self.line_of(table, key)
+        where = f"line {line}: " if line else ""
+        self.problems.append(f"{where}{dotted}: {message}")
+
+    def line_of(self, table: tuple[str, ...], key: str) -> int | None:
+        """The line that sets `key` in `[table]` (or the table header itself when key is empty)."""
+        current: tuple[str, ...] = ()
+        for number, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            header = re.match(r"^\[\s*([^\[\]]+?)\s*\]$", line)
+            if header:
+                current = tuple(_split_dotted(header.group(1)))
+                if not key and current == table:
+                    return number
+                continue
+            if key and current == table:
+                match = re.match(r'^("[^"]*"|[A-Za-z0-9_-]+)\s*=', line)
+                if match and match.group(1).strip('"') == key:
+                    return number
+        return None
+
+    def build(self, data: dict[str, Any]) -> Config:
+        defaults = Config()
+        known = {
+            "socket", "socket_mode", "authserv_id", "trusted_networks", "skip_authenticated",
+            "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "metrics",
+            "policy", "domains",
+        }  # fmt: skip
+        self.unknown((), data, known)
+        sock = self.string((), data, "socket", defaults.socket)
+        if not _SOCKET.match(sock):
+            self.problem((), "socket", f"{sock!r} is not unix:/path, inet:port@host or inet6:port@host")
+        mode = self.string((), data, "socket_mode", "0660")
+        if not re.fullmatch(r"0?[0-7]{3}", mode):
+            self.problem((), "socket_mode", f'{mode!r} is not an octal mode like "0660"')
+        authserv_id = self.string((), data, "authserv_id", defaults.authserv_id)
+        if not _DOMAIN.match(authserv_id):
+            self.problem((), "authserv_id", f"{authserv_id!r} is not a host name")
+        networks = []
+        for item in self.string_list((), data, "trusted_networks", None):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self.problem((), "trusted_networks", f"{item!r} is not an IP network")
+        skip_domains = self.domain_list((), data, "skip_sender_domains")
+        log_level = self.choice((), data, "log_level", defaults.log_level, LOG_LEVELS)
+        log_format = self.choice((), data, "log_format", defaults.log_format, LOG_FORMATS)
+        config = Config(
+            socket=sock,
+            socket_mode=int(mode, 8) if re.fullmatch(r"0?[0-7]{3}", mode) else defaults.socket_mode,
+            authserv_id=authserv_id,
+            trusted_networks=tuple(networks) if "trusted_networks" in data else defaults.trusted_networks,
+            skip_authenticated=self.boolean((), data, "skip_authenticated", defaults.skip_authenticated),
+            skip_sender_domains=frozenset(skip_domains),
+            log_level=log_level,
+            log_format=log_format,
+            milter_timeout=int(self.number((), data, "milter_timeout", defaults.milter_timeout, 1, 86400)),
+            dns=self.dns(self.table((), data, "dns")),
+            bounce=self.bounce(self.table((), data, "bounce")),
+            metrics=self.metrics(self.table((), data, "metrics")),
+            policy=MappingProxyType(
+                self.policy(("policy",), self.table((), data, "policy"), defaults.policy)
+            ),
+            domains=MappingProxyType({}),
+            source=self.path,
+        )
+        domains = {}
+        for name, table in self.table((), data, "domains").items():
+            where = ("domains", name)
+            if not isinstance(table, dict):
+                self.problem(("domains",), name, 'must be a table like [domains."example.org".policy]')
+                continue
+            if not _DOMAIN.match(name):
+                self.problem(where, "", f"{name!r} is not a domain name")
+            self.unknown(where, table, {"policy"})
+            policy = self.policy((*where, "policy"), self.table(where, table, "policy"), config.policy)
+            domains[name.lower().rstrip(".")] = MappingProxyType(policy)
+        if self.problems:
+            raise ConfigError(self.path, self.problems)
+        return replace(config, domains=MappingProxyType(domains))
+
+    def dns(self, data: dict[str, Any]) -> DnsConfig:
+        table = ("dns",)
+        self.unknown(table, data, {"nameservers", "timeout", "budget", "cache_size"})
+        servers = []
+        for item in self.string_list(table, data, "nameservers", []):
+            try:
+                servers.append(parse_nameserver(item))
+            except ValueError as exc:
+                self.problem(table, "nameservers", str(exc))
+        return DnsConfig(
+            nameservers=tuple(servers),
+            timeout=self.number(table, data, "timeout", DnsConfig.timeout, 0.01, 60),
+            budget=self.number(table, data, "budget", DnsConfig.budget, 0.01, 300),
+            cache_size=int(self.number(table, data, "cache_size", DnsConfig.cache_size, 0, 10_000_000)),
+        )
+
+    def bounce(self, data: dict[str, Any]) -> BounceConfig:
+        table = ("bounce",)
+        self.unknown(table, data, {"enabled", "model"})
+        return BounceConfig(
+            enabled=self.boolean(table, data, "enabled", True),
+            model=self.string(table, data, "model", ""),
+        )
+
+    def metrics(self, data: dict[str, Any]) -> MetricsConfig:
+        table = ("metrics",)
+        self.unknown(table, data, {"address"})
+        address = self.string(table, data, "address", "")
+        if address and not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}", address):
+            self.problem(table, "address", f"{address!r} is not host:port")
+        return MetricsConfig(address=address)
+
+    def policy(self, table: tuple[str, ...], data: dict[str, Any], base: MappingProxyType[str, str]) -> dict:
+        self.unknown(table, data, set(POLICY_KEYS))
+        return {key: self.choice(table, data, key, base[key], ACTIONS) for key in POLICY_KEYS}
+
+    # -- typed getters: each reports a wrong type and returns the default so that checking goes on --
+
+    def unknown(self, table: tuple[str, ...], data: dict[str, Any], known: set[str]) -> None:
+        for key in data:
+            if key not in known:
+                self.problem(table, key, f"unknown key (known: {', '.join(sorted(known))})")
+
+    def table(self, table: tuple[str, ...], data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(table, key, "must be a table")
+            return {}
+        return value
+
+    def string(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: str) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str):
+            self.problem(table, key, f"must be a string, not {type(value).__name__}")
+            return default
+        return value
+
+    def boolean(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(table, key, f"must be true or false, not {type(value).__name__}")
+            return default
+        return value
+
+    def number(
+        self, table: tuple[str, ...], data: dict, key: str, default: float, low: float, high: float
+    ) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(table, key, f"must be a number, not {type(value).__name__}")
+            return default
+        if not low <= value <= high:
+            self.problem(table, key, f"{value} is out of range [{low}, {high}]")
+            return default
+        return float(value)
+
+    def choice(
+        self, table: tuple[str, ...], data: dict, key: str, default: str, choices: tuple[str, ...]
+    ) -> str:
+        value = self.string(table, data, key, default)
+        if value not in choices:
+            self.problem(table, key, f"{value!r} is not one of {', '.join(choices)}")
+            return default
+        return value
+
+    def string_list(
+        self, table: tuple[str, ...], data: dict, key: str, default: list[str] | None
+    ) -> list[str]:
+        value = data.get(key, default or [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(table, key, "must be a list of strings")
+            return []
+        return value
+
+    def domain_list(self, table: tuple[str, ...], data: dict, key: str) -> list[str]:
+        out = []
+        for item in self.string_list(table, data, key, []):
+            if _DOMAIN.match(item):
+                out.append(item.lower().rstrip("."))
+            else:
+                self.problem(table, key, f"{item!r} is not a domain name")
+        return out
+
+
+def _split_dotted(header: str) -> list[str]:
+    """Split a TOML table header like domains."example.org".policy into its keys."""
+    return [a or b for a, b in re.findall(r'"([^"]*)"|([^."\s]+)', header)]

@@ -1,0 +1,127 @@
+"""The engine: runs each stage's checks on a session, applies policy per recipient, renders the headers.
+
+The milter callbacks and the `check` command both drive this one object, so what an administrator sees
+from `mailwarden check` is exactly what the milter does. One engine serves one loaded configuration; a
+reload builds a new engine while sessions that started under the old one finish with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from . import headers
+from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
+from .checks.iprev import IprevCheck
+from .checks.spf import SpfHeloCheck, SpfMailFromCheck, SpfResult
+from .config import Config
+from .dns import Budget, Resolver
+from .log import event
+from .policy import ACCEPT, Decision, decide
+from .session import Envelope, Session
+
+DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfHeloCheck(), SpfMailFromCheck())
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().rstrip(".").lower()
+
+
+class Engine:
+    def __init__(
+        self, config: Config, resolver: Resolver, checks: tuple[Check, ...] = DEFAULT_CHECKS
+    ) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.checks = checks
+
+    def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
+        dns = DnsContext(self.resolver, Budget(self.config.dns.budget))
+        results = {}
+        for check in self.checks:
+            if check.stage != stage:
+                continue
+            try:
+                results[check.name] = check.run(subject, dns)
+            except Exception as exc:  # a bug in a check must cost a verdict, never the message
+                event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
+                results[check.name] = CheckResult(check.method, "temperror", f"internal error: {exc}")
+        return results
+
+    def connect(self, session: Session) -> None:
+        if self.config.is_trusted(session.ip):
+            session.skip = f"client {session.ip} is in trusted_networks"
+            return
+        session.results = self._run("connect", Subject(ip=session.ip))
+
+    def mail(self, session: Session, envelope: Envelope) -> None:
+        envelope.skip = session.skip or self._skip_reason(envelope)
+        if not envelope.skip:
+            envelope.results = self._run("mail", envelope.subject(session))
+
+    def _skip_reason(self, envelope: Envelope) -> str:
+        if envelope.auth and self.config.skip_authenticated:
+            return f"sender authenticated as {envelope.auth}"
+        domain = domain_of(envelope.sender) if "@" in envelope.sender else ""
+        if domain in self.config.skip_sender_domains:
+            return f"sender domain {domain} is in skip_sender_domains"
+        return ""
+
+    def results(self, session: Session, envelope: Envelope) -> Iterator[tuple[Check, CheckResult]]:
+        """Every result of this transaction, in check order."""
+        for check in self.checks:
+            result = session.results.get(check.name) or envelope.results.get(check.name)
+            if result is not None and not envelope.skip:
+                yield check, result
+
+    def rcpt(self, session: Session, envelope: Envelope, recipient: str) -> Decision:
+        if envelope.skip:
+            decision = ACCEPT
+        else:
+            policy = self.config.policy_for(domain_of(recipient))
+            decision = decide(((c.policy, r) for c, r in self.results(session, envelope)), policy)
+        envelope.recipients.append((recipient, decision))
+        if not decision.accepted:
+            self.log(session, envelope, decision, recipient)
+        return decision
+
+    def headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
+        """The fields to prepend, top first: Received-SPF (MAIL FROM verdict), then Authentication-Results."""
+        results = [r for _, r in self.results(session, envelope)]
+        out = []
+        mailfrom = [r for r in results if isinstance(r, SpfResult) and r.identity == "mailfrom"]
+        if mailfrom:
+            value = headers.received_spf(mailfrom[0], session.ip, session.helo, self.config.authserv_id)
+            out.append(("Received-SPF", value))
+        ar = headers.authentication_results(self.config.authserv_id, results, envelope.skip)
+        out.append(("Authentication-Results", ar))
+        return out
+
+    def check(self, ip: str, helo: str, sender: str) -> tuple[Session, Envelope]:
+        """A whole session without an MTA: connect, HELO, MAIL FROM (what `mailwarden check` runs)."""
+        session = Session(ip=ip, helo=helo)
+        self.connect(session)
+        envelope = Envelope(sender=sender)
+        self.mail(session, envelope)
+        return session, envelope
+
+    def log(self, session: Session, envelope: Envelope, decision: Decision, recipient: str = "") -> None:
+        """One line per decision: who, what each check said, what we did and why."""
+        fields: dict[str, object] = {
+            "queue_id": envelope.queue_id or "-",
+            "client": session.ip,
+            "client_name": session.hostname,
+            "helo": headers.clean(session.helo, headers.LIMIT_NAME),
+            "sender": headers.clean(envelope.sender, headers.LIMIT_ADDRESS),
+        }
+        if recipient:
+            fields["recipient"] = headers.clean(recipient, headers.LIMIT_ADDRESS)
+        for check, result in self.results(session, envelope):
+            fields[check.name] = result.result
+        if envelope.skip:
+            fields["skipped"] = envelope.skip
+        fields["action"] = decision.action
+        fields["why"] = (
+            f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "no policy objects"
+        )
+        event("decision", **fields)

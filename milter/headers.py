@@ -1,0 +1,121 @@
+"""Everything we write into a message, and the one place that makes SMTP-supplied values safe to write.
+
+Values from the SMTP client (HELO, MAIL FROM) and from DNS (PTR names) are attacker-controlled. `clean()`
+turns any of them into printable ASCII of bounded length (other bytes become %XX, so nothing is dropped
+silently), and the renderers then quote or escape as the RFC 7208 §9.1 and RFC 8601 grammars require. A
+hostile value can therefore never end a header, start another one, or add a key of its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import authres
+
+from .checks.base import CheckResult
+from .checks.iprev import IprevResult
+from .checks.spf import SpfResult
+
+FOLD = "\n\t"  # header continuation; the MTA turns it into CRLF + TAB
+LIMIT_NAME = 255  # a domain name (HELO, PTR name, receiver)
+LIMIT_ADDRESS = 320  # local-part (64) + "@" + domain (255)
+LIMIT_TEXT = 200  # free text: problems, mechanisms, reasons
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
+
+
+def clean(value: str | bytes | None, limit: int = LIMIT_TEXT) -> str:
+    """Printable ASCII only (other characters become %XX of their UTF-8 bytes), at most `limit` chars."""
+    if value is None:
+        return ""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    out = "".join(chr(b) if 0x20 <= b < 0x7F else f"%{b:02X}" for b in raw)
+    if len(out) > limit:
+        out = out[: limit - 3] + "..."
+    return out
+
+
+def comment(text: str) -> str:
+    """A RFC 5322 comment body: parentheses and backslashes escaped as quoted-pairs."""
+    return re.sub(r"([()\\])", r"\\\1", clean(text))
+
+
+def _kv_value(value: str) -> str:
+    """RFC 7208 §9.1 key-value-pair value: dot-atom when it is one, quoted-string otherwise."""
+    if _DOT_ATOM.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
+    """The value of the Received-SPF trace field (RFC 7208 §9.1) for one SPF verdict."""
+    pairs = [
+        ("client-ip", clean(ip, 64)),
+        ("envelope-from", clean(result.sender, LIMIT_ADDRESS)),
+        ("helo", clean(helo, LIMIT_NAME)),
+        ("receiver", clean(receiver, LIMIT_NAME)),
+        ("identity", result.identity),
+    ]
+    if result.mechanism:
+        pairs.append(("mechanism", clean(result.mechanism)))
+    if result.problem:
+        pairs.append(("problem", clean(result.problem)))
+    head = f"{result.result} ({comment(receiver)}: {comment(result.reason)})"
+    return head + FOLD + (";" + FOLD).join(f"{k}={_kv_value(v)}" for k, v in pairs) + ";"
+
+
+def _resinfo(result: CheckResult) -> authres.AuthenticationResult:
+    reason = comment(result.reason)
+    if isinstance(result, IprevResult):
+        return authres.IPRevAuthenticationResult(
+            result=result.result,
+            result_comment=reason,
+            policy_iprev=clean(result.ip, 64),
+            policy_iprev_comment=comment(result.names[0]) if result.result == "pass" else None,
+        )
+    if isinstance(result, SpfResult):
+        if result.identity == "helo":
+            return authres.SPFAuthenticationResult(
+                result=result.result, result_comment=reason, smtp_helo=clean(result.domain, LIMIT_NAME)
+            )
+        return authres.SPFAuthenticationResult(
+            result=result.result, result_comment=reason, smtp_mailfrom=clean(result.domain, LIMIT_NAME)
+        )
+    return authres.AuthenticationResult(method=result.method, result=result.result, result_comment=reason)
+
+
+def authentication_results(authserv_id: str, results: list[CheckResult], skipped: str = "") -> str:
+    """The value of our Authentication-Results field (RFC 8601), one resinfo per result."""
+    if skipped or not results:
+        header = authres.AuthenticationResultsHeader(
+            authserv_id=authserv_id, authserv_id_comment=comment(skipped) or None, results=[]
+        )
+        return str(header).split(": ", 1)[1]
+    return authserv_id + ";" + FOLD + (";" + FOLD).join(str(_resinfo(r)) for r in results)
+
+
+def authserv_id_of(value: str) -> str:
+    """The authserv-id an incoming Authentication-Results claims, lower-cased.
+
+    authres parses well-formed fields; for anything else (RFC 8601 §5 says to treat it as ours if it
+    might be), the id is the text before the first ';', '(' or white space after any leading comments.
+    """
+    unfolded = re.sub(r"\r?\n[ \t]", " ", value)
+    try:
+        return authres.AuthenticationResultsHeader.parse_value(unfolded).authserv_id.lower()
+    except Exception:  # authres raises a zoo of types on hostile input; all mean "did not parse"
+        pass
+    text = unfolded.strip()
+    while text.startswith("("):
+        text = _after_comment(text)
+    return re.split(r"[;(\s]", text, maxsplit=1)[0].lower()
+
+
+def _after_comment(text: str) -> str:
+    """What follows the (possibly nested) comment that `text` starts with; "" if it never closes."""
+    depth = 0
+    for end, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            return text[end + 1 :].lstrip()
+    return ""

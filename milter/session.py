@@ -1,0 +1,36 @@
+"""Per-connection and per-transaction state, gathered by the milter callbacks and read by the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .checks.base import CheckResult, Subject
+from .policy import Decision
+
+
+@dataclass
+class Session:
+    """One SMTP connection."""
+
+    ip: str
+    hostname: str = ""  # the MTA's name for the client ("unknown" or [ip] when it has none)
+    helo: str = ""
+    skip: str = ""  # why checks are skipped for the whole connection ("" = they are not)
+    results: dict[str, CheckResult] = field(default_factory=dict)  # connect-stage checks, by check name
+
+
+@dataclass
+class Envelope:
+    """One mail transaction inside a session (MAIL FROM to end of message)."""
+
+    sender: str  # without angle brackets; "" is the null sender
+    auth: str = ""  # SASL login name from {auth_authen}
+    queue_id: str = ""
+    skip: str = ""
+    results: dict[str, CheckResult] = field(default_factory=dict)  # mail-stage checks, by check name
+    recipients: list[tuple[str, Decision]] = field(default_factory=list)
+    forged: list[int] = field(default_factory=list)  # indexes (1-based) of A-R headers claiming our id
+    ar_seen: int = 0  # Authentication-Results headers seen so far
+
+    def subject(self, session: Session) -> Subject:
+        return Subject(ip=session.ip, helo=session.helo, sender=self.sender)
