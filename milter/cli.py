@@ -12,7 +12,7 @@ from . import __version__
 from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
 from .config import Config, load
-from .dns import Resolver, parse_nameserver
+from .dns import parse_nameserver
 from .engine import Engine
 
 DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
@@ -25,11 +25,6 @@ def load_config(path: str | None) -> Config:
     if DEFAULT_CONFIG.exists():
         return load(DEFAULT_CONFIG)
     return Config()
-
-
-def make_resolver(config: Config) -> Resolver:
-    dns = config.dns
-    return Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -68,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         dns = dataclasses.replace(dns, timeout=args.timeout)
     # `check` examines the client it is given, even one that the daemon would trust and skip.
     config = dataclasses.replace(config, dns=dns, trusted_networks=(), skip_sender_domains=frozenset())
-    report = check_report(Engine(config, make_resolver(config)), args.ip, args.helo, args.sender)
+    report = check_report(Engine.from_config(config), args.ip, args.helo, args.sender)
     if args.json:
         print(json.dumps(report))
         return 0

@@ -80,9 +80,7 @@ class Config:
     policy: MappingProxyType[str, str] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(POLICY_KEYS, "accept"))
     )
-    domains: MappingProxyType[str, MappingProxyType[str, str]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    domains: MappingProxyType[str, MappingProxyType[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<built-in defaults>"
 
     def policy_for(self, domain: str) -> MappingProxyType[str, str]:
@@ -184,9 +182,7 @@ class _Builder:
             dns=self.dns(self.table((), data, "dns")),
             bounce=self.bounce(self.table((), data, "bounce")),
             metrics=self.metrics(self.table((), data, "metrics")),
-            policy=MappingProxyType(
-                self.policy(("policy",), self.table((), data, "policy"), defaults.policy)
-            ),
+            policy=MappingProxyType(self.policy(("policy",), self.table((), data, "policy"), defaults.policy)),
             domains=MappingProxyType({}),
             source=self.path,
         )
@@ -269,9 +265,7 @@ class _Builder:
             return default
         return value
 
-    def number(
-        self, table: tuple[str, ...], data: dict, key: str, default: float, low: float, high: float
-    ) -> float:
+    def number(self, table: tuple[str, ...], data: dict, key: str, default: float, low: float, high: float) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(table, key, f"must be a number, not {type(value).__name__}")
@@ -281,18 +275,14 @@ class _Builder:
             return default
         return float(value)
 
-    def choice(
-        self, table: tuple[str, ...], data: dict, key: str, default: str, choices: tuple[str, ...]
-    ) -> str:
+    def choice(self, table: tuple[str, ...], data: dict, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.string(table, data, key, default)
         if value not in choices:
             self.problem(table, key, f"{value!r} is not one of {', '.join(choices)}")
             return default
         return value
 
-    def string_list(
-        self, table: tuple[str, ...], data: dict, key: str, default: list[str] | None
-    ) -> list[str]:
+    def string_list(self, table: tuple[str, ...], data: dict, key: str, default: list[str] | None) -> list[str]:
         value = data.get(key, default or [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.problem(table, key, "must be a list of strings")

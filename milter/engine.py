@@ -28,12 +28,15 @@ def domain_of(address: str) -> str:
 
 
 class Engine:
-    def __init__(
-        self, config: Config, resolver: Resolver, checks: tuple[Check, ...] = DEFAULT_CHECKS
-    ) -> None:
+    def __init__(self, config: Config, resolver: Resolver, checks: tuple[Check, ...] = DEFAULT_CHECKS) -> None:
         self.config = config
         self.resolver = resolver
         self.checks = checks
+
+    @classmethod
+    def from_config(cls, config: Config) -> Engine:
+        dns = config.dns
+        return cls(config, Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size))
 
     def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
         dns = DnsContext(self.resolver, Budget(self.config.dns.budget))
@@ -121,7 +124,5 @@ class Engine:
         if envelope.skip:
             fields["skipped"] = envelope.skip
         fields["action"] = decision.action
-        fields["why"] = (
-            f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "no policy objects"
-        )
+        fields["why"] = f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "no policy objects"
         event("decision", **fields)

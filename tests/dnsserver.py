@@ -10,8 +10,8 @@ that are not DNS. CNAMEs are chased inside the zone like an authoritative server
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import threading
 from collections.abc import Iterable
 
 from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSRecord
@@ -97,9 +97,7 @@ class ZoneResolver:
             cnames = [v for t, v in records if t == "CNAME"]
             if matching:
                 for rtype, value in matching:
-                    reply.add_answer(
-                        RR(name, getattr(QTYPE, rtype), rdata=_rdata(rtype, value), ttl=self.ttl)
-                    )
+                    reply.add_answer(RR(name, getattr(QTYPE, rtype), rdata=_rdata(rtype, value), ttl=self.ttl))
                 return reply
             if cnames and qtype != "CNAME":
                 reply.add_answer(RR(name, QTYPE.CNAME, rdata=CNAME(cnames[0]), ttl=self.ttl))
@@ -118,10 +116,8 @@ class _Handler(DNSHandler):
     """Stays silent for TIMEOUT, sends garbage for GARBAGE, truncates UDP answers over 512 bytes."""
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(_NoReply):
             super().handle()
-        except _NoReply:
-            pass
 
     def get_reply(self, data: bytes) -> bytes:
         request = DNSRecord.parse(data)
@@ -147,9 +143,7 @@ class TestDNSServer:
         self.resolver = ZoneResolver(zone or {}, ttl)
         self.port = _free_port()
         self._servers = [
-            DNSServer(
-                self.resolver, address="127.0.0.1", port=self.port, tcp=tcp, handler=_Handler, logger=_Quiet()
-            )
+            DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=tcp, handler=_Handler, logger=_Quiet())
             for tcp in (False, True)
         ]
 

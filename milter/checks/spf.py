@@ -19,8 +19,13 @@ from .base import CheckResult, DnsContext, Stage, Subject
 
 _current_dns: ContextVar[DnsContext] = ContextVar("mailwarden_spf_dns")
 
-# A HELO that cannot be a domain name is not worth a DNS query: RFC 7208 §4.3 makes its result "none".
-_DOMAIN_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
+# RFC 7208 §4.3: a malformed or single-label domain gives "none" without any DNS query.
+_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
+def _checkable(domain: str) -> bool:
+    labels = domain[:-1].split(".") if domain.endswith(".") else domain.split(".")
+    return len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
 
 
 def _lookup(name: str, qtype: str, strict: object = True, timeout: object = None) -> list:
@@ -64,10 +69,10 @@ def evaluate(identity: str, subject: Subject, dns: DnsContext, receiver: str = "
     """check_host() for one identity of `subject`; HELO identity if identity == "helo"."""
     helo = subject.helo
     sender = (subject.sender if identity == "mailfrom" else "") or f"postmaster@{helo}"
-    domain = sender.rpartition("@")[2] if "@" in sender else helo
-    if identity == "helo" and not _DOMAIN_CHARS.match(helo or ""):
-        reason = "HELO is not a domain name"
-        return SpfResult("spf", "none", reason, identity, sender, domain, problem="malformed HELO")
+    domain = spf.split_email(sender, helo)[1]
+    if not _checkable(domain):
+        reason = f"{identity} domain is not a multi-label domain name"
+        return SpfResult("spf", "none", reason, identity, sender, domain, problem=f"malformed {identity} domain")
     token = _current_dns.set(dns)
     try:
         query = _Query(
