@@ -117,13 +117,28 @@ def blocks_from_text(text: str) -> list[Message]:
     return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
 
 
+def split_groups(block: Message) -> list[Message]:
+    """Split a field group that holds several recipients (some MTAs omit the blank line between them)."""
+    if len(block.get_all("Final-Recipient") or []) < 2:
+        return [block]
+    groups: list[Message] = []
+    for name, value in block.items():
+        starts = name.lower() in ("final-recipient", "original-recipient")
+        if not groups or starts and groups[-1].get(name) is not None:
+            groups.append(Message())
+        groups[-1][name] = value
+    return groups
+
+
 def from_delivery_status(msg: Message) -> list[Finding]:
     """Findings from every per-recipient group of every delivery-status part (RFC 3464 / RFC 6533)."""
     body = human_text(msg)
-    blocks = [b for part in walk_outer(msg) if content_type(part) in STATUS_TYPES for b in status_blocks(part)]
+    blocks = [g for part in walk_outer(msg) if content_type(part) in STATUS_TYPES
+              for b in status_blocks(part) for g in split_groups(b)]
     if not blocks:
         inline = INLINE_STATUS_RE.search(body)
-        blocks = blocks_from_text(cut_original(body[inline.start():])) if inline else []
+        text = cut_original(body[inline.start():]) if inline else ""
+        blocks = [g for b in blocks_from_text(text) for g in split_groups(b)]
     findings: list[Finding] = []
     for block in blocks:
         rcpt = header(block, "Final-Recipient") or header(block, "Original-Recipient")

@@ -15,7 +15,7 @@ URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
 IP_RE = re.compile(r"\[?\b\d{1,3}(?:\.\d{1,3}){3}\b\]?|\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){3,7}\b", re.I)
 HOST_RE = re.compile(r"\b(?:[a-z0-9\-]+\.){2,}[a-z]{2,}\b", re.I)
 REPLY_WORD_RE = re.compile(r"(?<![\w.])([245][0-5]\d)(?![\w.])")
-NUMBER_RE = re.compile(r"\d+")
+NUMBER_RE = re.compile(r"\b\d+\b")
 # Scripts written without spaces: each character becomes a token, so word bigrams become character bigrams.
 CJK_RE = re.compile(r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f])")
 # Spelling variants that would otherwise split one concept into unrelated tokens.

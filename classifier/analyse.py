@@ -1,0 +1,82 @@
+"""BounceClassifier: message bytes in, BounceReport out; the ONNX model is loaded once per instance.
+
+Instances are immutable after load(), so the milter can build a new one on SIGHUP and swap it in while
+sessions still use the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .extract import Finding, compact, finding_from_text
+from .features import model_text
+from .model import MODEL_PATH, OnnxModel, Prediction
+from .report import reported_findings
+from .taxonomy import FALLBACK_CATEGORY, NOT_A_BOUNCE
+from .verdict import BounceReport, RecipientVerdict
+
+log = logging.getLogger(__name__)
+BOUNCE_KINDS = ("failure", "delay")
+EVIDENCE_CHARS = 300
+NO_REPORT = BounceReport(bounce=False, kind="none", recipients=())
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return MODEL_PATH
+
+
+class BounceClassifier:
+    """Detects bounces, extracts their recipients and labels each failed one with the ONNX model."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        self._model = model
+        self.model_id = model.model_id
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> BounceClassifier:
+        """Load a model file (default: the shipped one); raises ModelError (a ValueError) or OSError."""
+        return cls(OnnxModel(path if path is not None else default_model_path()))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._model.labels)
+
+    def analyse(self, message: bytes) -> BounceReport:
+        """The report for one message; any failure inside yields a 'none' report instead of an exception."""
+        try:
+            return self._analyse(message)
+        except Exception:  # noqa: BLE001 - a message must never be lost because the analysis failed
+            log.exception("bounce analysis failed; treating the message as not a bounce")
+            return NO_REPORT
+
+    def _analyse(self, message: bytes) -> BounceReport:
+        kind, findings = reported_findings(message)
+        if kind in BOUNCE_KINDS:
+            texts = [model_text(f) for f in findings]
+            predictions = self._model.predict(texts)
+            verdicts = [self._verdict(f, p, t) for f, p, t in zip(findings, predictions, texts, strict=True)]
+        elif kind == "success":
+            verdicts = [self._verdict(f, Prediction(NOT_A_BOUNCE, 1.0), f.diagnostic) for f in findings]
+        else:
+            verdicts = []
+        return BounceReport(bounce=kind in BOUNCE_KINDS, kind=kind, recipients=tuple(verdicts))
+
+    def classify_text(self, text: str) -> Prediction:
+        """Classify a bare diagnostic text (status and reply code read from it), e.g. for `mailwarden eval`."""
+        return self._model.predict([model_text(finding_from_text("", text))])[0]
+
+    def classify_findings(self, findings: list[Finding]) -> list[Prediction]:
+        """Classify extracted findings directly (evaluation of perturbed findings)."""
+        return self._model.predict([model_text(f) for f in findings])
+
+    def _verdict(self, f: Finding, p: Prediction, evidence: str) -> RecipientVerdict:
+        category = p.category
+        return RecipientVerdict(
+            recipient=f.recipient, status=f.status, action=f.action, diagnostic=f.diagnostic,
+            remote_mta=f.remote_mta, reply_code=f.reply_code, category=category,
+            type=self._model.types.get(category, "unknown") if category != FALLBACK_CATEGORY else "unknown",
+            confidence=round(p.confidence, 4), evidence=compact(evidence, EVIDENCE_CHARS),
+        )

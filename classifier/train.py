@@ -1,0 +1,124 @@
+"""Train the bounce classifier and export it to ONNX (training-time only: needs the ``train`` extra).
+
+Reproduce the shipped model:
+    python -m mailwarden.classifier.train --corpus tests/data/dsn-corpus --out classifier/model.onnx \
+        --save-base classifier/base_examples.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from .augment import augment
+from .corpus import Example, corpus_examples
+from .extract import Finding
+from .features import model_text
+from .model import DEFAULT_THRESHOLD, META_LABELS, META_THRESHOLD, META_TYPES
+from .taxonomy import FALLBACK_CATEGORY, default_types
+
+BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
+SEED = 20261127
+REGULARISATION_C = 30.0
+
+Progress = Callable[[str], None]
+
+
+def build_pipeline():  # -> sklearn.pipeline.Pipeline (sklearn is imported lazily: a training-only dependency)
+    """Word uni+bigram TF-IDF over normalised text, then multinomial logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([
+        ("tfidf", TfidfVectorizer(lowercase=False, token_pattern=r"[^ ]+", ngram_range=(1, 2),
+                                  sublinear_tf=True, min_df=2)),
+        ("clf", LogisticRegression(C=REGULARISATION_C, max_iter=5000)),
+    ])
+
+
+def fit(examples: list[Example], with_seeds: bool, progress: Progress = print):
+    """Augment, vectorise and fit; returns the fitted pipeline."""
+    rng = random.Random(SEED)
+    trainable = [e for e in examples if e.category != FALLBACK_CATEGORY]
+    progress(f"examples: {len(trainable)} ({len(examples) - len(trainable)} '{FALLBACK_CATEGORY}' left out: "
+             "low confidence stands for it)")
+    augmented = augment(trainable, rng, with_seeds=with_seeds)
+    counts = Counter(e.category for e in augmented)
+    progress(f"augmented to {len(augmented)} texts over {len(counts)} categories")
+    if len(counts) < 2:
+        raise ValueError("training needs at least two categories")
+    pipeline = build_pipeline()
+    progress("fitting TF-IDF + logistic regression ...")
+    pipeline.fit([model_text(e.finding) for e in augmented], [e.category for e in augmented])
+    progress("fitted")
+    return pipeline
+
+
+def category_types(examples: list[Example], labels: list[str]) -> dict[str, str]:
+    """Bounce type per label: the taxonomy's, else the one given with the examples, else 'unknown'."""
+    given = {e.category: e.type for e in examples if e.type}
+    known = default_types()
+    return {label: known.get(label) or given.get(label) or "unknown" for label in labels}
+
+
+def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Write the pipeline as ONNX with its labels, types and threshold in metadata_props."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+
+    onx = convert_sklearn(
+        pipeline, initial_types=[("text", StringTensorType([None, 1]))], target_opset=17,
+        options={id(pipeline.named_steps["clf"]): {"zipmap": False},
+                 id(pipeline.named_steps["tfidf"]): {"locale": "C.UTF-8"}},
+    )
+    labels = [str(label) for label in pipeline.classes_]
+    for key, value in ((META_LABELS, json.dumps(labels)), (META_TYPES, json.dumps(types)),
+                       (META_THRESHOLD, str(threshold))):
+        prop = onx.metadata_props.add()
+        prop.key, prop.value = key, value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(onx.SerializeToString())
+
+
+def save_base(examples: list[Example], path: Path) -> None:
+    """Ship the extracted training findings so `mailwarden train --base default` works without the corpus."""
+    records = [{"category": e.category, "group": e.group, "finding": asdict(e.finding)} for e in examples]
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+
+
+def load_base(path: Path = BASE_EXAMPLES_PATH) -> list[Example]:
+    """The default model's training findings as shipped in the package."""
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return [Example(Finding(**r["finding"]), r["category"], r["group"]) for r in records]
+
+
+def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print):
+    """Fit and export; returns the fitted pipeline (for callers that check the ONNX agrees with it)."""
+    pipeline = fit(examples, with_seeds, progress)
+    export_onnx(pipeline, category_types(examples, list(pipeline.classes_)), out)
+    progress(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
+    return pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the default bounce model from the DSN corpus.")
+    parser.add_argument("--corpus", type=Path, required=True, help="directory with labels.jsonl and eml/")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--save-base", type=Path, help="also write the extracted training findings (JSON)")
+    args = parser.parse_args(argv)
+    examples = list(corpus_examples(args.corpus, "train"))
+    train(examples, args.out, with_seeds=True, progress=lambda s: print(s, file=sys.stderr))
+    if args.save_base:
+        save_base(examples, args.save_base)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
