@@ -55,11 +55,10 @@ class BounceClassifier:
     def _analyse(self, message: bytes) -> BounceReport:
         kind, findings = reported_findings(message)
         if kind in BOUNCE_KINDS:
-            texts = [model_text(f) for f in findings]
-            predictions = self._model.predict(texts)
-            verdicts = [self._verdict(f, p, t) for f, p, t in zip(findings, predictions, texts, strict=True)]
+            predictions = self.classify_findings(findings)
+            verdicts = [self._verdict(f, p) for f, p in zip(findings, predictions, strict=True)]
         elif kind == "success":
-            verdicts = [self._verdict(f, Prediction(NOT_A_BOUNCE, 1.0), f.diagnostic) for f in findings]
+            verdicts = [self._verdict(f, Prediction(NOT_A_BOUNCE, 1.0)) for f in findings]
         else:
             verdicts = []
         return BounceReport(bounce=kind in BOUNCE_KINDS, kind=kind, recipients=tuple(verdicts))
@@ -72,11 +71,11 @@ class BounceClassifier:
         """Classify extracted findings directly (evaluation of perturbed findings)."""
         return self._model.predict([model_text(f) for f in findings])
 
-    def _verdict(self, f: Finding, p: Prediction, evidence: str) -> RecipientVerdict:
+    def _verdict(self, f: Finding, p: Prediction) -> RecipientVerdict:
         category = p.category
         return RecipientVerdict(
             recipient=f.recipient, status=f.status, action=f.action, diagnostic=f.diagnostic,
             remote_mta=f.remote_mta, reply_code=f.reply_code, category=category,
             type=self._model.types.get(category, "unknown") if category != FALLBACK_CATEGORY else "unknown",
-            confidence=round(p.confidence, 4), evidence=compact(evidence, EVIDENCE_CHARS),
+            confidence=round(p.confidence, 4), evidence=compact(f.diagnostic, EVIDENCE_CHARS),
         )

@@ -85,7 +85,7 @@ class MailwardenMilter(Milter.Base):
         for index in reversed(envelope.forged):
             self.chgheader(AR_HEADER, index, "")
         for name, value in reversed(self.engine.headers(self.session, envelope)):
-            self.insheader(0, name, value)
+            self.addheader(name, value, 0)
         self.engine.log(self.session, envelope, ACCEPT)
         return Milter.CONTINUE
 

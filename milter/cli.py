@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
 from .config import Config, load

@@ -124,5 +124,5 @@ class Engine:
         if envelope.skip:
             fields["skipped"] = envelope.skip
         fields["action"] = decision.action
-        fields["why"] = f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "no policy objects"
+        fields["why"] = f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "policy accepts these results"
         event("decision", **fields)

@@ -1,0 +1,76 @@
+"""Shared fixtures: the loopback DNS server with the test zones, and a real Postfix with mailwarden in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .dnsserver import TestDNSServer, Zone, reverse_name
+from .postfix import POSTFIX, Daemon, Postfix, test_base
+
+AUTHSERV_ID = "mx.mailwarden.test"
+
+# Clients, by what their DNS says about them.
+GOOD_IP = "192.0.2.10"  # PTR mail.good.test, which maps back; good.test allows it
+LIAR_IP = "192.0.2.20"  # PTR liar.test, which does not map back; bad.test forbids everyone
+NOPTR_IP = "192.0.2.30"  # no PTR at all
+GOOD_IP6 = "2001:db8::10"
+
+ZONE: Zone = {
+    reverse_name(GOOD_IP): [("PTR", "mail.good.test")],
+    reverse_name(GOOD_IP6): [("PTR", "mail.good.test")],
+    "mail.good.test": [("A", GOOD_IP), ("AAAA", GOOD_IP6), ("TXT", "v=spf1 a -all")],
+    "good.test": [("TXT", "v=spf1 ip4:192.0.2.10 ip6:2001:db8::10 -all")],
+    reverse_name(LIAR_IP): [("PTR", "liar.test")],
+    "liar.test": [("A", "198.51.100.1"), ("TXT", "v=spf1 -all")],
+    "bad.test": [("TXT", "v=spf1 -all")],
+    "soft.test": [("TXT", "v=spf1 ~all")],
+    "slow.test": [("TIMEOUT", None)],
+    "broken.test": [("TXT", "v=spf1 include:nonexistent.test -all")],
+}
+
+DAEMON_CONFIG = """\
+socket = "unix:{base}/milter.sock"
+socket_mode = "0666"
+authserv_id = "{authserv_id}"
+skip_sender_domains = ["skipped.test"]
+
+[dns]
+nameservers = ["127.0.0.1:{dns_port}"]
+timeout = 0.5
+budget = 3.0
+
+[domains."strict.test".policy]
+spf_fail = "reject"
+spf_temperror = "defer"
+spf_permerror = "reject"
+iprev_fail = "reject"
+"""
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[TestDNSServer]:
+    server = TestDNSServer(ZONE).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mta(dns_server: TestDNSServer) -> Iterator[Postfix]:
+    """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters."""
+    if not Path(POSTFIX).exists():
+        pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
+    base = test_base()
+    daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
+    daemon.start()
+    postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
+    postfix.daemon = daemon  # type: ignore[attr-defined]
+    yield postfix
+    postfix.stop()
+    daemon.stop()
+    if not os.environ.get("MAILWARDEN_KEEP_E2E"):
+        shutil.rmtree(base, ignore_errors=True)
