@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from .version import __version__
 from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
 from .config import Config, load
 from .dns import parse_nameserver
 from .engine import Engine
+from .version import __version__
 
 DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
 

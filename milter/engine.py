@@ -124,5 +124,7 @@ class Engine:
         if envelope.skip:
             fields["skipped"] = envelope.skip
         fields["action"] = decision.action
-        fields["why"] = f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "policy accepts these results"
+        fields["why"] = (
+            f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "policy accepts these results"
+        )
         event("decision", **fields)

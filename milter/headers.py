@@ -88,7 +88,9 @@ def authentication_results(authserv_id: str, results: list[CheckResult], skipped
     """The value of our Authentication-Results field (RFC 8601), one resinfo per result."""
     if skipped or not results:
         header = authres.AuthenticationResultsHeader(
-            authserv_id=authserv_id, authserv_id_comment=comment(skipped) or None, results=[]
+            authserv_id=authserv_id,
+            authserv_id_comment=comment(f"checks skipped: {skipped}") if skipped else None,
+            results=[],
         )
         return str(header).split(": ", 1)[1]
     return authserv_id + ";" + FOLD + (";" + FOLD).join(str(_resinfo(r)) for r in results)
