@@ -1,0 +1,75 @@
+"""The configuration file: the documented example, defaults, and broken files refused with key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailwarden.config import POLICY_KEYS, ConfigError, load, parse
+
+EXAMPLE = Path(__file__).parent.parent / "conf" / "mailwarden.toml"
+
+
+def test_documented_example_is_valid_and_sets_every_policy_key():
+    config = load(EXAMPLE)
+    text = EXAMPLE.read_text()
+    assert all(f"\n{key} = " in text for key in POLICY_KEYS)
+    assert config.policy_for("example.org")["spf_fail"] == "reject"
+    assert config.policy_for("Example.ORG.")["spf_temperror"] == "defer"
+    assert config.policy_for("elsewhere.net")["spf_fail"] == "accept"
+
+
+def test_empty_file_gives_the_built_in_defaults():
+    config = parse("")
+    assert config.socket == "inet:8894@127.0.0.1"
+    assert config.is_trusted("127.0.0.1") and config.is_trusted("::1") and not config.is_trusted("192.0.2.1")
+    assert set(config.policy.values()) == {"accept"}
+
+
+def test_domain_overrides_inherit_the_global_policy():
+    config = parse('[policy]\niprev_fail = "defer"\n[domains."a.test".policy]\nspf_fail = "reject"\n')
+    assert config.policy_for("a.test")["iprev_fail"] == "defer"
+    assert config.policy_for("a.test")["spf_fail"] == "reject"
+
+
+BROKEN = """\
+socket = "tcp:25"
+colour = "blue"
+trusted_networks = ["10.0.0.0/8", "not-a-net"]
+skip_sender_domains = ["ok.test", "bad domain"]
+
+[dns]
+nameservers = ["ns.example.net"]
+timeout = "2"
+
+[policy]
+spf_fail = "drop"
+
+[domains."example.org".policy]
+spf_fial = "reject"
+"""
+
+
+def test_broken_file_is_refused_with_every_problem_named_by_key_and_line():
+    with pytest.raises(ConfigError) as info:
+        parse(BROKEN, "broken.toml")
+    problems = info.value.problems
+    expected = [
+        ("line 1: socket:", "tcp:25"),
+        ("line 2: colour:", "unknown key"),
+        ("line 3: trusted_networks:", "not-a-net"),
+        ("line 4: skip_sender_domains:", "bad domain"),
+        ("line 7: dns.nameservers:", "ns.example.net"),
+        ("line 8: dns.timeout:", "must be a number"),
+        ("line 11: policy.spf_fail:", "'drop' is not one of accept, reject, defer"),
+        ("line 14: domains.example.org.policy.spf_fial:", "unknown key"),
+    ]
+    for prefix, detail in expected:
+        assert any(p.startswith(prefix) and detail in p for p in problems), (prefix, problems)
+    assert len(problems) == len(expected)
+
+
+def test_toml_syntax_error_names_the_line():
+    with pytest.raises(ConfigError, match=r"line 2"):
+        parse('socket = "unix:/x"\nauthserv_id = \n')

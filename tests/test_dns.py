@@ -1,0 +1,108 @@
+"""The shared resolver against the loopback DNS server: answers, CNAMEs, truncation, faults, cache, budget."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailwarden.dns import Budget, DNSTempError, Resolver, parse_nameserver
+
+from .dnsserver import TestDNSServer
+
+ZONE = {
+    "a.test": [("A", "192.0.2.1")],
+    "alias.test": [("CNAME", "a.test")],
+    "loop1.test": [("CNAME", "loop2.test")],
+    "loop2.test": [("CNAME", "loop1.test")],
+    "big.test": [("TXT", f"v=spf1 ip4:192.0.2.{i} -all") for i in range(40)],
+    "hang.test": [("TIMEOUT", None)],
+    "servfail.test": [("SERVFAIL", None)],
+    "refused.test": [("REFUSED", None)],
+    "garbage.test": [("GARBAGE", None)],
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = TestDNSServer(ZONE, ttl=300).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def resolver(server):
+    return Resolver([("127.0.0.1", server.port)], timeout=0.3)
+
+
+def test_answer_follows_cname_chain(resolver):
+    answer = resolver.lookup("alias.test", "A", Budget(5))
+    assert answer.values() == ["192.0.2.1"]
+    assert answer.values("CNAME") == ["a.test"]
+
+
+def test_nxdomain_is_an_answer_not_an_error(resolver):
+    answer = resolver.lookup("nowhere.test", "A", Budget(5))
+    assert answer.nxdomain and answer.values() == []
+
+
+def test_truncated_udp_answer_is_retried_over_tcp(resolver, server):
+    answer = resolver.lookup("big.test", "TXT", Budget(5))
+    assert len(answer.values()) == 40
+
+
+@pytest.mark.parametrize("name", ["hang.test", "servfail.test", "refused.test", "garbage.test", "loop1.test"])
+def test_faults_are_temporary_errors(resolver, name):
+    with pytest.raises(DNSTempError):
+        resolver.lookup(name, "A", Budget(5))
+
+
+def test_answers_are_cached_for_their_ttl(resolver, server):
+    before = len(server.queries)
+    for _ in range(3):
+        resolver.lookup("a.test", "A", Budget(5))
+    assert len(server.queries) == before + 1
+    assert resolver.stats["cache_hits"] == 2
+
+
+def test_zero_ttl_answers_are_not_reused(server):
+    server.load(ZONE, ttl=0)
+    try:
+        resolver = Resolver([("127.0.0.1", server.port)], timeout=0.3)
+        before = len(server.queries)
+        resolver.lookup("a.test", "A", Budget(5))
+        resolver.lookup("a.test", "A", Budget(5))
+        assert len(server.queries) == before + 2
+    finally:
+        server.load(ZONE, ttl=300)
+
+
+def test_budget_bounds_the_time_spent_on_a_dead_server(server):
+    resolver = Resolver([("127.0.0.1", server.port)], timeout=2.0)
+    budget = Budget(0.4)
+    start = time.monotonic()
+    with pytest.raises(DNSTempError):
+        resolver.lookup("hang.test", "A", budget)
+    with pytest.raises(DNSTempError, match="budget exhausted"):
+        resolver.lookup("hang.test", "TXT", budget)
+    assert time.monotonic() - start < 1.5
+
+
+def test_next_nameserver_is_tried_when_the_first_is_dead(server):
+    resolver = Resolver([("127.0.0.1", 9), ("127.0.0.1", server.port)], timeout=0.2)
+    assert resolver.lookup("a.test", "A", Budget(5)).values() == ["192.0.2.1"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("192.0.2.1", ("192.0.2.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+     ("[2001:db8::1]:53", ("2001:db8::1", 53)), ("2001:db8::1", ("2001:db8::1", 53))],
+)  # fmt: skip
+def test_nameserver_specs_take_a_port(spec, expected):
+    assert parse_nameserver(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["ns.example.net", "127.0.0.1:0", "127.0.0.1:99999", "[::1]:x", ""])
+def test_bad_nameserver_specs_are_refused(spec):
+    with pytest.raises(ValueError):
+        parse_nameserver(spec)
