@@ -30,16 +30,20 @@ DELAY_BODY_RE = re.compile(
     r"(?i)will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
     r"|delivery (?:is )?delayed|not yet been delivered|will retry|warning: message still undelivered"
 )
+FEEDBACK_SUBJECT_RE = re.compile(r"(?i)\bcomplaint\b|\babuse report|\bspam report|\bfeedback report")
 AUTO_REPLY_SUBJECT_RE = re.compile(
     r"(?i)^(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|vacation|abwesen|absence"
     r"|away from|autoreply|réponse automatique|auto:)"
 )
 
 
+def _null_sender(msg: Message) -> bool:
+    """Null return path: set by bounces, but by RFC 3834 auto-replies too."""
+    return header(msg, "Return-Path").strip() in ("<>", "<<>>")
+
+
 def _robot_sender(msg: Message) -> bool:
-    """Null return path or a MAILER-DAEMON/postmaster From: the envelope signs of a bounce."""
-    if header(msg, "Return-Path").strip() in ("<>", "<<>>"):
-        return True
+    """A MAILER-DAEMON/postmaster From: the sign of a bounce that auto-replies do not share."""
     found = ADDRESS_RE.findall(header(msg, "From")) or [header(msg, "From")]
     return any(a.split("@")[0].lower() in ROBOT_LOCALPARTS for a in found if a) or \
         "mailer-daemon" in header(msg, "From").lower()
@@ -48,7 +52,11 @@ def _robot_sender(msg: Message) -> bool:
 def _is_feedback(msg: Message) -> bool:
     if content_type(msg) == "multipart/report" and "feedback" in (msg.get_param("report-type") or "").lower():
         return True
-    return any(content_type(p) == "message/feedback-report" for p in walk_outer(msg))
+    if any(content_type(p) == "message/feedback-report" for p in walk_outer(msg)):
+        return True
+    # Provider complaint notices without the ARF part: a complaint subject and the reported message attached.
+    return bool(FEEDBACK_SUBJECT_RE.search(header(msg, "Subject"))) and any(
+        content_type(p) == "message/rfc822" for p in walk_outer(msg))
 
 
 def _auto_reply_headers(msg: Message) -> bool:
@@ -56,7 +64,7 @@ def _auto_reply_headers(msg: Message) -> bool:
     precedence = header(msg, "Precedence").lower()
     return (
         auto.startswith("auto-replied")
-        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress"))
+        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond"))
         or precedence == "auto_reply"
         or bool(AUTO_REPLY_SUBJECT_RE.search(header(msg, "Subject")))
     )
@@ -87,11 +95,13 @@ def detect_kind(msg: Message, findings: list[Finding]) -> str:
             return stated
     body = cut_original(human_text(msg))
     robot = _robot_sender(msg)
+    auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
     failure_words = bool(BOUNCE_BODY_RE.search(body))
-    if (robot or bouncy_subject) and (failure_words or has_status_part or robot and bouncy_subject):
+    signed = robot or bouncy_subject or (_null_sender(msg) and not auto_reply)
+    if signed and (failure_words or has_status_part or robot and bouncy_subject):
         return "delay" if DELAY_BODY_RE.search(body) and not _permanent(findings) else "failure"
-    if not robot and _auto_reply_headers(msg):
+    if auto_reply:
         return "auto-reply"
     if robot and any(f.status or f.reply_code for f in findings):
         return "failure"

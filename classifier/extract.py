@@ -23,7 +23,7 @@ ORIGINAL_MARKER_RE = re.compile(
     r"|.*\b(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers?)"
     r"|message (?:text )?follows|headers of the original|text of your message)"
     r"|content-type: message/rfc822"
-    r"|received: from "
+    r"|received: ?from "
     r")")
 STAGE_PATTERNS = (
     ("rcpt", re.compile(r"(?i)\bRCPT\b|\brecipient address rejected")),
@@ -64,9 +64,9 @@ def find_status(text: str) -> str | None:
 
 
 def find_reply_code(text: str) -> str | None:
-    """The first SMTP reply code standing as a word at the start of a reply (e.g. '550 ', '421-')."""
-    match = REPLY_RE.search(text)
-    return match.group(1) if match else None
+    """The first SMTP error reply code (4xx/5xx) standing as a word, else the first success code."""
+    codes = REPLY_RE.findall(text)
+    return next((c for c in codes if c[0] in "45"), codes[0] if codes else None)
 
 
 def find_stage(text: str) -> str | None:
@@ -78,10 +78,8 @@ def find_stage(text: str) -> str | None:
 
 
 def more_specific(stated: str | None, in_text: str | None) -> str | None:
-    """The diagnostic's own code when it agrees in class with the Status field: it is the remote's word."""
-    if stated and in_text and in_text[0] == stated[0]:
-        return in_text
-    return stated or in_text
+    """The diagnostic's own code when it has one (it is the remote's word), else the Status field."""
+    return in_text or stated
 
 
 def compact(text: str, limit: int = MAX_DIAGNOSTIC) -> str:
@@ -178,6 +176,12 @@ def recipient_block(text: str, address: str, next_address: str | None = None) ->
     start = next((i for i, line in enumerate(lines) if low in line.lower()), None)
     if start is None:
         return ""
+    if next_address and len(ADDRESS_RE.sub("", lines[start]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
+        # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
+        end = start + 1
+        while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
+            end += 1
+        return "\n".join(lines[start:end])
     end = min(len(lines), start + MAX_BLOCK_LINES)
     if next_address:
         nxt = next_address.lower()

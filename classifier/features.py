@@ -24,7 +24,7 @@ SPELLINGS = (
     (re.compile(r"\bmail[\s\-]box"), "mailbox"),
     (re.compile(r"\buser[\s\-]name"), "username"),
     (re.compile(r"\bover[\s\-]quota"), "overquota"),
-    (re.compile(r"\bblack[\s\-]?list(?:ed|ing)?|\bblock[\s\-]?list(?:ed|ing)?|\bdeny[\s\-]?list(?:ed)?"), "blocklisted"),
+    (re.compile(r"\b(?:black|block|deny)[\s\-]?list(?:ed|ing)?"), "blocklisted"),
     (re.compile(r"\bspam[\s\-]?haus\b"), "spamhaus"),
     (re.compile(r"\bdoes ?n[o']?t\b|\bdoesnt\b"), "does not"),
     (re.compile(r"\bca ?n[o']?t\b|\bcannot\b"), "can not"),
