@@ -86,7 +86,7 @@ class MailwardenMilter(Milter.Base):
             self.chgheader(AR_HEADER, index, "")
         for name, value in reversed(self.engine.headers(self.session, envelope)):
             self.addheader(name, value, 0)
-        self.engine.log(self.session, envelope, ACCEPT)
+        self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE
 
     def abort(self) -> int:

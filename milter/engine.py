@@ -108,7 +108,9 @@ class Engine:
         self.mail(session, envelope)
         return session, envelope
 
-    def log(self, session: Session, envelope: Envelope, decision: Decision, recipient: str = "") -> None:
+    def log(
+        self, session: Session, envelope: Envelope, decision: Decision, recipient: str = "", **extra: object
+    ) -> None:
         """One line per decision: who, what each check said, what we did and why."""
         fields: dict[str, object] = {
             "queue_id": envelope.queue_id or "-",
@@ -127,4 +129,4 @@ class Engine:
         fields["why"] = (
             f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "policy accepts these results"
         )
-        event("decision", **fields)
+        event("decision", **fields, **extra)

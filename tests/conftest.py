@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .dnsserver import TestDNSServer, Zone, reverse_name
-from .postfix import POSTFIX, Daemon, Postfix, test_base
+from .postfix import POSTFIX, Daemon, Postfix, make_base_dir
 
 AUTHSERV_ID = "mx.mailwarden.test"
 
@@ -64,7 +64,7 @@ def mta(dns_server: TestDNSServer) -> Iterator[Postfix]:
     """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters."""
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
-    base = test_base()
+    base = make_base_dir()
     daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
     daemon.start()
     postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()

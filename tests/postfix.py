@@ -91,7 +91,7 @@ class Postfix:
             "myorigin": "mailwarden.test",
             "mydestination": "",
             "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
+            "inet_protocols": "all",  # IPv4 listener only, but XCLIENT may then claim IPv6 clients
             "mynetworks": "127.0.0.0/8",
             "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
             "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
@@ -218,7 +218,7 @@ class Daemon:
                 self.proc.wait(10)
 
 
-def test_base() -> Path:
+def make_base_dir() -> Path:
     """A directory the postfix user can traverse (pytest's tmp dirs are private to root)."""
     base = Path(tempfile.mkdtemp(prefix="mailwarden-e2e-"))
     os.chmod(base, 0o755)

@@ -35,7 +35,8 @@ def send(
     sent = Sent(marker)
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.localhost", timeout=30) as smtp:
         if ip is not None:
-            attrs = [f"ADDR={ip}", f"NAME={xtext('[UNAVAILABLE]')}", f"HELO={xtext(helo)}"]
+            addr = f"IPV6:{ip}" if ":" in ip else ip
+            attrs = [f"ADDR={addr}", f"NAME={xtext('[UNAVAILABLE]')}", f"HELO={xtext(helo)}"]
             if login:
                 attrs.append(f"LOGIN={xtext(login)}")
             code, text = smtp.docmd("XCLIENT", " ".join(attrs))

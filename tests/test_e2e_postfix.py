@@ -7,7 +7,7 @@ import re
 
 import authres
 
-from .conftest import AUTHSERV_ID, GOOD_IP, LIAR_IP, NOPTR_IP
+from .conftest import AUTHSERV_ID, GOOD_IP, GOOD_IP6, LIAR_IP, NOPTR_IP
 from .smtp import send
 
 DELIVERY_HEADERS = {"return-path", "x-original-to", "delivered-to"}  # added by virtual(8) on delivery
@@ -165,3 +165,22 @@ def test_hostile_helo_and_sender_cannot_inject_headers_or_keys(mta):
     rspf = message["Received-SPF"]
     assert '\thelo="evil.test; spf=pass smtp.mailfrom=paypal.com (x) \\"q\\" \\\\ %01%7F";' in rspf
     assert "\tenvelope-from=" in rspf and rspf.count("identity=") == 1
+
+
+def test_ipv6_client_is_checked_with_aaaa_and_ip6(mta):
+    sent = send(mta.smtp_port, "alice@good.test", ["bob@example.org"], ip=GOOD_IP6)
+    message = mta.delivered(sent.marker)
+    results = results_by_property(our_ar(message)[0])
+    assert results["iprev"] == ("pass", GOOD_IP6)
+    assert results["smtp.mailfrom"] == ("pass", "good.test")
+    assert f"client-ip={GOOD_IP6};" in " ".join(message["Received-SPF"].split()).replace('"', "")
+
+
+def test_decision_log_names_client_results_action_and_queue_id(mta):
+    sent = send(mta.smtp_port, "mallory@bad.test", ["carol@strict.test"], ip=LIAR_IP, helo="liar.test")
+    assert sent.rcpt_replies["carol@strict.test"][0] == 550
+    line = next(line for line in mta.daemon.log().splitlines() if "recipient=carol@strict.test" in line
+                and f"client={LIAR_IP}" in line)  # fmt: skip
+    for part in ("info decision", "iprev=fail", "spf-helo=fail", "spf-mailfrom=fail", "action=reject",
+                 'why="iprev_fail: 5.7.25 reverse DNS validation failed'):  # fmt: skip
+        assert part in line
