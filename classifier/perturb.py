@@ -1,9 +1,9 @@
 """Evaluation-only perturbation of dev messages: reworded with a held-out table, and codes removed.
 
-This is deliberately NOT the training augmentation (augment.py): the replacement wordings below are disjoint
-from phrasebank.SYNONYMS (a test checks it), and the sentence-level change is a different operation
-(boilerplate around the reason and a change of case instead of clause shuffling). A model that merely learned
-the training table gains nothing here.
+This is deliberately NOT the training augmentation (augment.py): every occurrence of a listed phrase is replaced
+by wording that real MTAs use but that is disjoint from phrasebank.SYNONYMS, the table the training
+paraphrases come from (a test checks it), and the sentence-level change is a different operation (new
+boilerplate around the reason and a change of case instead of clause shuffling and word dropping).
 """
 
 from __future__ import annotations
@@ -16,46 +16,46 @@ from .augment import without_codes
 from .extract import Finding
 
 HELD_OUT: dict[str, tuple[str, ...]] = {
-    "user unknown": ("person not on file", "no one by that name here"),
-    "unknown user": ("unrecognised account holder",),
-    "user": ("subscriber", "member", "customer"),
-    "recipient": ("destination party", "intended reader", "target person"),
-    "unknown": ("unrecognised", "unheard of", "not on record"),
-    "not found": ("could not be located", "is absent", "not present"),
-    "mailbox": ("postbox", "message store", "letterbox"),
-    "full": ("stuffed", "filled up", "packed"),
-    "quota": ("allotment", "ceiling", "cap"),
-    "exceeded": ("overrun", "gone beyond", "topped"),
-    "rejected": ("turned away", "bounced back", "knocked back"),
-    "refused": ("turned down", "repelled"),
-    "blocked": ("barred", "shut out", "stopped"),
-    "denied": ("withheld", "disallowed"),
-    "message": ("letter", "correspondence", "note"),
-    "delivery": ("hand-off", "dispatch"),
-    "domain": ("zone", "address suffix"),
-    "host": ("machine", "node"),
-    "too large": ("bulky beyond the maximum", "heavier than permitted"),
-    "size": ("weight", "bulk"),
-    "disabled": ("switched off", "shut down"),
-    "suspended": ("put on hold", "paused"),
-    "expired": ("lapsed", "ran out of time"),
-    "policy": ("house rules", "regulations"),
-    "spam": ("junk mail", "bulk solicitation"),
-    "virus": ("malicious payload", "trojan"),
-    "sender": ("author address", "return path"),
-    "connection": ("socket", "channel"),
-    "timed out": ("went unanswered", "hung"),
-    "does not exist": ("is not on record", "cannot be located"),
-    "invalid": ("bogus", "unusable"),
+    "user unknown": ("no such person at this address", "unrecognized user"),
+    "unknown user": ("user not recognized",),
+    "user": ("local user", "person"),
+    "recipient": ("rcpt", "destination address", "target address"),
+    "unknown": ("unrecognized", "not listed", "not registered"),
+    "not found": ("could not be found", "not located", "not present"),
+    "mailbox": ("mailstore", "postbox", "mail folder", "mail drop"),
+    "full": ("filled up", "out of storage", "without free space"),
+    "quota": ("storage allowance", "disk allowance", "size allowance"),
+    "exceeded": ("overrun", "went over", "is beyond"),
+    "rejected": ("bounced", "not allowed", "turned away"),
+    "refused": ("turned down", "blocked off"),
+    "blocked": ("barred", "put on a deny list", "embargoed"),
+    "denied": ("disallowed", "prohibited"),
+    "message": ("letter", "item", "submission"),
+    "delivery": ("dispatch", "handoff"),
+    "domain": ("mail domain", "zone"),
+    "host": ("machine", "mail exchanger"),
+    "too large": ("above the size cap", "beyond the maximum length"),
+    "size": ("length", "byte count"),
+    "disabled": ("locked out", "turned off"),
+    "suspended": ("on hold", "frozen"),
+    "expired": ("lapsed", "ran out of retries"),
+    "policy": ("regulations", "site rules"),
+    "spam": ("bulk mail", "unsolicited commercial email", "uce"),
+    "virus": ("trojan", "malicious code", "worm"),
+    "sender": ("mail from", "return path", "author"),
+    "connection": ("socket", "tcp session"),
+    "timed out": ("took too long", "got no response"),
+    "does not exist": ("is not registered", "is not present here"),
+    "invalid": ("bad", "malformed", "unusable"),
     "error": ("fault condition", "malfunction"),
-    "temporarily": ("briefly", "for a short while"),
-    "account": ("profile", "subscription"),
+    "temporarily": ("briefly", "for a while"),
+    "account": ("profile", "subscription", "login"),
 }
 FRAMES: tuple[str, ...] = (
-    "Notice from the receiving system - {text}. Kindly check before you resend.",
-    "{text} -- this report was produced automatically, do not reply",
-    "Reason given by the far end: {text}",
-    "We regret the inconvenience. {text}",
+    "Diagnostic from the remote server: {text}",
+    "{text} (as reported by the receiving system)",
+    "The far end answered: {text}. Check the address and your settings before resending.",
+    "Delivery report. {text}",
 )
 _HELD_OUT_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, HELD_OUT), key=len, reverse=True)) + r")\b",
                           re.IGNORECASE)

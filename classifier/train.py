@@ -25,7 +25,7 @@ from .taxonomy import FALLBACK_CATEGORY, default_types
 
 BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
 SEED = 20261127
-REGULARISATION_C = 30.0
+REGULARISATION_C = 3.0
 
 Progress = Callable[[str], None]
 
@@ -38,7 +38,7 @@ def build_pipeline():  # -> sklearn.pipeline.Pipeline (sklearn is imported lazil
 
     return Pipeline([
         ("tfidf", TfidfVectorizer(lowercase=False, token_pattern=r"[^ ]+", ngram_range=(1, 2),
-                                  sublinear_tf=True, min_df=2)),
+                                  binary=True, min_df=2)),
         ("clf", LogisticRegression(C=REGULARISATION_C, max_iter=5000)),
     ])
 

@@ -1,0 +1,82 @@
+"""The milter-facing API: BounceReport contents and the X-Mailwarden-Bounce header value."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import FrozenInstanceError, replace
+
+import pytest
+
+from mailwarden.classifier import BounceReport, RecipientVerdict, header_value
+from mailwarden.classifier.corpus import corpus_examples
+from mailwarden.classifier.evaluate import predict, score
+
+from .conftest import CORPUS
+
+HEADER_RE = re.compile(r"^[^\s;<>]+; category=[a-z-]+; type=(hard|soft|transient|unknown|none); "
+                       r"status=(\d\.\d{1,3}\.\d{1,3}|none); confidence=\d\.\d\d; model=[0-9a-f]{12}$")
+
+
+def test_multi_recipient_dsn_gives_one_verdict_per_recipient_in_order(classifier):
+    report = classifier.analyse((CORPUS / "eml" / "rhost-aol-03.eml").read_bytes())
+    assert report.bounce and report.kind == "failure"
+    assert [(v.recipient, v.status, v.category, v.type) for v in report.recipients] == [
+        ("sabineko@example.jp", "5.2.2", "quota-issues", "transient"),
+        ("mikeneko@example.jp", "5.1.1", "bad-mailbox", "hard"),
+    ]
+    assert all(v.action == "failed" and v.remote_mta == "example.mx.aol.com" for v in report.recipients)
+    assert report.recipients[0].reply_code == "550"
+    assert "Mailbox Full" in report.recipients[0].evidence
+
+
+def test_header_value_has_the_documented_form(classifier):
+    report = classifier.analyse((CORPUS / "eml" / "rhost-aol-03.eml").read_bytes())
+    value = header_value(report.recipients[0], classifier.model_id)
+    assert HEADER_RE.match(value), value
+    assert value.startswith("sabineko@example.jp; category=quota-issues; type=transient; status=5.2.2; ")
+
+
+def _verdict(**changes) -> RecipientVerdict:
+    base = RecipientVerdict(recipient="user@example.com", status=None, action="failed", diagnostic="x",
+                            remote_mta=None, reply_code=None, category="other", type="unknown", confidence=0.123,
+                            evidence="x")
+    return replace(base, **changes)
+
+
+def test_header_value_says_none_without_status_and_rounds_confidence():
+    assert header_value(_verdict(), "0123456789ab") == (
+        "user@example.com; category=other; type=unknown; status=none; confidence=0.12; model=0123456789ab")
+
+
+def test_header_value_strips_brackets_line_breaks_and_separators_from_the_recipient():
+    value = header_value(_verdict(recipient="<evil@example.com>\r\nX-Injected: yes; category=x"), "0123456789ab")
+    assert "\r" not in value and "\n" not in value and "<" not in value
+    assert value.startswith("evil@example.comX-Injected:yescategory=x; category=other;")
+    assert HEADER_RE.match(value)
+
+
+def test_reports_are_immutable(classifier):
+    report = classifier.analyse((CORPUS / "eml" / "rhost-aol-03.eml").read_bytes())
+    with pytest.raises(FrozenInstanceError):
+        report.bounce = False  # type: ignore[misc]
+    assert isinstance(report, BounceReport) and isinstance(report.recipients, tuple)
+
+
+def test_success_dsn_is_not_a_bounce_and_its_recipients_are_not_a_bounce(classifier):
+    report = classifier.analyse((CORPUS / "eml" / "rfc3464-28.eml").read_bytes())
+    assert (report.bounce, report.kind) == (False, "success")
+    assert report.recipients and {v.category for v in report.recipients} == {"not-a-bounce"}
+    assert {v.type for v in report.recipients} == {"none"}
+
+
+def test_feedback_and_auto_reply_have_no_recipients(classifier):
+    for name, kind in (("arf-01", "feedback"), ("rfc3834-01", "auto-reply")):
+        report = classifier.analyse((CORPUS / "eml" / f"{name}.eml").read_bytes())
+        assert (report.bounce, report.kind, report.recipients) == (False, kind, ())
+
+
+def test_dev_accuracy_does_not_regress(classifier):
+    """Guard for the documented figure (docs/classifier.md); the exact value is printed by evaluate."""
+    examples = list(corpus_examples(CORPUS, "dev"))
+    scores = score(examples, predict(classifier, examples))
+    assert scores.email_accuracy >= 0.70 and scores.recipient_accuracy >= 0.70

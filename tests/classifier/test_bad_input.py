@@ -1,0 +1,128 @@
+"""Hostile and broken input: a clear verdict, never an exception."""
+
+from __future__ import annotations
+
+import base64
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailwarden.classifier.report import reported_findings
+
+DSN_HEAD = ("Return-Path: <>\nFrom: MAILER-DAEMON@mx.example.net\nTo: s@example.org\n"
+            "Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n")
+
+
+def _dsn(boundary_declared: str, boundary_used: str, diagnostic: str = "550 5.1.1 user unknown") -> bytes:
+    return (DSN_HEAD + f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary_declared}"\n'
+            f"\n--{boundary_used}\nContent-Type: text/plain\n\nYour message could not be delivered.\n"
+            f"\n--{boundary_used}\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+            f"Final-Recipient: rfc822; rcpt@example.com\nAction: failed\nStatus: 5.1.1\n"
+            f"Diagnostic-Code: smtp; {diagnostic}\n\n--{boundary_used}--\n").encode()
+
+
+def test_dsn_with_wrong_declared_boundary_is_still_read():
+    report_kind, findings = reported_findings(_dsn("declared-but-unused", "actually-used"))
+    assert report_kind == "failure"
+    assert [(f.recipient, f.status) for f in findings] == [("rcpt@example.com", "5.1.1")]
+
+
+def test_truncated_mime_gives_a_verdict(classifier):
+    raw = _dsn("b", "b")
+    for cut in (10, len(raw) // 3, len(raw) // 2, len(raw) - 20):
+        report = classifier.analyse(raw[:cut])
+        assert report.kind in ("failure", "none")
+        assert all(v.category for v in report.recipients)
+
+
+def test_ten_megabyte_body_is_analysed(classifier):
+    raw = _dsn("b", "b") + b"\n" + (b"A" * 76 + b"\n") * (10 * 1024 * 1024 // 77)
+    report = classifier.analyse(raw)
+    assert report.bounce and report.recipients[0].category == "bad-mailbox"
+
+
+def test_binary_garbage_is_not_a_bounce(classifier):
+    report = classifier.analyse(bytes(range(256)) * 40)
+    assert (report.bounce, report.kind, report.recipients) == (False, "none", ())
+
+
+def test_empty_message_is_not_a_bounce(classifier):
+    assert classifier.analyse(b"").kind == "none"
+
+
+def test_unknown_charset_falls_back_to_readable_text(classifier, make_bounce):
+    raw = make_bounce("<rcpt@example.com>: 550 5.2.2 mailbox full\n", content_type="text/plain; charset=x-klingon")
+    report = classifier.analyse(raw)
+    assert report.bounce and report.recipients[0].recipient == "rcpt@example.com"
+    assert report.recipients[0].status == "5.2.2"
+
+
+def test_nested_message_rfc822_does_not_leak_recipients(classifier):
+    inner = (DSN_HEAD + "Content-Type: text/plain\n\n<inner@example.com>: 550 5.1.1 user unknown\n")
+    raw = (DSN_HEAD + 'Content-Type: multipart/mixed; boundary="o"\n\n--o\nContent-Type: text/plain\n\n'
+           "<outer@example.com>: 552 5.2.2 mailbox full\n\n--o\nContent-Type: message/rfc822\n\n"
+           + inner + "\n--o--\n").encode()
+    report = classifier.analyse(raw)
+    assert [v.recipient for v in report.recipients] == ["outer@example.com"]
+
+
+def test_base64_body_is_decoded(classifier, make_bounce):
+    body = base64.encodebytes(b"<rcpt@example.com>:\nRemote host said: 552 5.2.2 Mailbox full\n").decode()
+    report = classifier.analyse(make_bounce(body, encoding="base64"))
+    assert report.recipients[0].status == "5.2.2" and report.recipients[0].category == "quota-issues"
+
+
+def test_quoted_printable_folded_diagnostic_is_joined(classifier):
+    raw = (DSN_HEAD + 'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+           "--b\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: quoted-printable\n\n"
+           "Reporting-MTA: dns; mx\n\nFinal-Recipient: rfc822; r@example.com\nAction: failed\nStatus: 5.2.2\n"
+           "Diagnostic-Code: smtp; 552 5.2.2 The email account that you tried to reach is=\n"
+           "  over quota\n\n--b--\n").encode()
+    report = classifier.analyse(raw)
+    assert report.recipients[0].diagnostic.endswith("over quota")
+    assert report.recipients[0].category == "quota-issues"
+
+
+def test_iso_2022_jp_body_is_decoded(classifier, make_bounce):
+    text = "<rcpt@example.jp>\nメールボックスがいっぱいです 552 5.2.2\n"
+    body = text.encode("iso-2022-jp").decode("latin-1")
+    report = classifier.analyse(make_bounce(body, content_type="text/plain; charset=ISO-2022-JP"))
+    assert "メールボックス" in report.recipients[0].diagnostic
+
+
+def test_auto_submitted_bounce_is_still_a_failure(classifier, make_bounce):
+    raw = make_bounce("<r@example.com>: host mx said: 550 5.1.1 user unknown\n",
+                      extra_headers="Auto-Submitted: auto-replied\n")
+    assert classifier.analyse(raw).kind == "failure"
+
+
+def test_vacation_reply_is_an_auto_reply(classifier):
+    raw = (b"Return-Path: <>\nFrom: someone@example.com\nTo: s@example.org\nSubject: Out of office\n"
+           b"Auto-Submitted: auto-replied\n\nI am away until Monday.\n")
+    assert classifier.analyse(raw).kind == "auto-reply"
+
+
+def test_delay_dsn_is_reported_as_delay(classifier):
+    raw = _dsn("b", "b").replace(b"Action: failed", b"Action: delayed").replace(b"Status: 5.1.1", b"Status: 4.4.1")
+    report = classifier.analyse(raw)
+    assert (report.bounce, report.kind) == (True, "delay")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096))
+def test_parser_never_raises_on_arbitrary_bytes(raw):
+    kind, findings = reported_findings(raw)
+    assert kind in ("failure", "delay", "success", "auto-reply", "feedback", "none")
+    assert isinstance(findings, list)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("abc:;-=<>@.\n\t \"5.1.1 boundary multipart/report Final-Recipient"
+                                             "Content-Type message/delivery-status charset=?"))),
+       st.integers(min_value=0, max_value=3))
+def test_parser_never_raises_on_mangled_dsns(noise, where):
+    raw = bytearray(_dsn("b", "b"))
+    position = len(raw) * where // 4
+    raw[position:position] = noise.encode()
+    kind, _ = reported_findings(bytes(raw))
+    assert kind in ("failure", "delay", "success", "auto-reply", "feedback", "none")

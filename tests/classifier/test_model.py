@@ -1,0 +1,109 @@
+"""The shipped ONNX model: loading, identity, self-description, agreement with the training-time model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from mailwarden.classifier import BounceClassifier, ModelError, default_model_path
+from mailwarden.classifier.corpus import Example, corpus_examples
+from mailwarden.classifier.extract import Finding
+from mailwarden.classifier.features import model_text
+from mailwarden.classifier.model import OnnxModel
+from mailwarden.classifier.taxonomy import default_types
+
+from .conftest import CORPUS
+
+
+def test_shipped_model_is_small_and_inside_the_package():
+    path = default_model_path()
+    assert path.parent.name == "classifier" and path.is_file()
+    assert path.stat().st_size < 5 * 1024 * 1024
+
+
+def test_model_id_is_first_12_hex_of_file_sha256(classifier):
+    expected = hashlib.sha256(default_model_path().read_bytes()).hexdigest()[:12]
+    assert classifier.model_id == expected
+
+
+def test_model_carries_the_17_failure_categories_minus_other_and_their_types():
+    model = OnnxModel(default_model_path())
+    taxonomy = set(default_types()) - {"other", "not-a-bounce"}
+    assert set(model.labels) == taxonomy
+    assert model.types["inactive-mailbox"] == "hard"  # 'hard*' counts as hard
+    assert model.types["other"] == "unknown"
+
+
+def test_load_rejects_a_file_that_is_not_onnx(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ModelError):
+        BounceClassifier.load(bad)
+
+
+def test_load_rejects_onnx_without_mailwarden_metadata(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelError, match="not a mailwarden bounce model"):
+        BounceClassifier.load(path)
+
+
+def test_load_of_missing_file_raises_oserror(tmp_path):
+    with pytest.raises(OSError):
+        BounceClassifier.load(tmp_path / "missing.onnx")
+
+
+def test_loading_again_gives_an_independent_instance_with_the_same_answers(classifier):
+    text = "550 5.2.2 mailbox full"
+    again = BounceClassifier.load()
+    assert again is not classifier
+    assert again.classify_text(text) == classifier.classify_text(text)
+
+
+def test_specific_text_wins_over_a_generic_status_code(classifier):
+    assert classifier.classify_text("550 5.0.0 mailbox full, quota exceeded").category == "quota-issues"
+    assert classifier.classify_text("554 5.0.0 message size exceeds fixed limit").category == "message-too-large"
+
+
+def test_low_confidence_becomes_other_with_the_score_shown():
+    model = OnnxModel(default_model_path())
+    model.threshold = 1.01  # nothing can be that sure
+    prediction = model.predict(["xstatus_none zaddr"])[0]
+    assert prediction.category == "other" and 0.0 < prediction.confidence < 1.0
+
+
+def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skl2onnx")
+    from mailwarden.classifier.train import train
+
+    examples = list(corpus_examples(CORPUS, "train"))
+    pipeline = train(examples, tmp_path / "m.onnx", with_seeds=True, progress=lambda _line: None)
+    texts = [model_text(e.finding) for e in corpus_examples(CORPUS, "dev")]
+    onnx_probabilities = OnnxModel(tmp_path / "m.onnx").probabilities(texts)
+    np.testing.assert_allclose(onnx_probabilities, pipeline.predict_proba(texts), atol=1e-5)
+
+
+def test_custom_category_is_learned_with_its_type(tmp_path):
+    pytest.importorskip("sklearn")
+    from mailwarden.classifier.train import load_base, train
+
+    grey = [Example(Finding(recipient="", diagnostic=text), "greylisted", f"g{i}", "transient") for i, text in
+            enumerate(["451 4.7.1 greylisted, please try again later", "450 greylisting in effect, come back soon",
+                       "451 temporarily greylisted by the recipient's server", "greylisted: retry in 300 seconds"])]
+    train(load_base() + grey, tmp_path / "custom.onnx", with_seeds=True, progress=lambda _line: None)
+    model = OnnxModel(tmp_path / "custom.onnx")
+    assert "greylisted" in model.labels and model.types["greylisted"] == "transient"
+    meta = json.loads(model._session.get_modelmeta().custom_metadata_map["mailwarden.labels"])
+    assert meta == model.labels
+    assert model.predict([model_text(Finding(recipient="", diagnostic="451 greylisted, try later"))])[0].category \
+        == "greylisted"
