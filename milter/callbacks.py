@@ -7,22 +7,16 @@ daemon's exception policy, so mail is never lost to a bug.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 import Milter
 
-from .engine import Engine
+from .engine import MAX_BOUNCE_BYTES, Engine, bare_address
 from .headers import authserv_id_of
 from .policy import ACCEPT
 from .session import Envelope, Session
 
 AR_HEADER = "Authentication-Results"
-
-
-def bare_address(address: str) -> str:
-    """MAIL FROM / RCPT TO argument without angle brackets (Postfix's non-SMTP mail comes without)."""
-    address = address.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
-    return address
 
 
 class MailwardenMilter(Milter.Base):
@@ -48,6 +42,8 @@ class MailwardenMilter(Milter.Base):
             auth=self.getsymval("{auth_authen}") or "",
             queue_id=self.getsymval("i") or "",
         )
+        if self.engine.may_be_bounce(self.envelope.sender):
+            self.envelope.body = bytearray()
         self.engine.mail(self.session, self.envelope)
         return Milter.CONTINUE
 
@@ -65,16 +61,28 @@ class MailwardenMilter(Milter.Base):
         return Milter.CONTINUE
 
     def header(self, name: str, value: str) -> int:
-        if self.envelope is not None and name.lower() == AR_HEADER.lower():
-            self.envelope.ar_seen += 1
+        envelope = self.envelope
+        if envelope is None:
+            return Milter.CONTINUE
+        lower = name.lower()
+        if lower == AR_HEADER.lower():
+            envelope.ar_seen += 1
             if authserv_id_of(value) == self.engine.config.authserv_id.lower():
-                self.envelope.forged.append(self.envelope.ar_seen)
+                envelope.forged.append(envelope.ar_seen)
+        if self.engine.classifier is not None:
+            raw = f"{name}: {value}".replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n"
+            envelope.raw_headers.append(raw.encode("utf-8", "surrogateescape"))
+            if lower == "from" and self.engine.may_be_bounce(parseaddr(value)[1] or value):
+                envelope.body = bytearray()
         return Milter.CONTINUE
 
     def eoh(self) -> int:
         return Milter.CONTINUE
 
     def body(self, chunk: bytes) -> int:
+        collected = self.envelope.body if self.envelope is not None else None
+        if collected is not None and len(collected) < MAX_BOUNCE_BYTES:
+            collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return Milter.CONTINUE
 
     def eom(self) -> int:
@@ -86,6 +94,10 @@ class MailwardenMilter(Milter.Base):
             self.chgheader(AR_HEADER, index, "")
         for name, value in reversed(self.engine.headers(self.session, envelope)):
             self.addheader(name, value, 0)
+        if envelope.body is not None:
+            message = b"".join(envelope.raw_headers) + b"\r\n" + bytes(envelope.body)
+            for name, value in self.engine.bounce_headers(self.session, envelope, message):
+                self.addheader(name, value)
         self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE
 

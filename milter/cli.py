@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         dns = dataclasses.replace(dns, timeout=args.timeout)
     # `check` examines the client it is given, even one that the daemon would trust and skip.
     config = dataclasses.replace(config, dns=dns, trusted_networks=(), skip_sender_domains=frozenset())
-    report = check_report(Engine.from_config(config), args.ip, args.helo, args.sender)
+    report = check_report(Engine.from_config(config, bounces=False), args.ip, args.helo, args.sender)
     if args.json:
         print(json.dumps(report))
         return 0

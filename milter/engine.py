@@ -14,6 +14,7 @@ from . import headers
 from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
 from .checks.iprev import IprevCheck
 from .checks.spf import SpfHeloCheck, SpfMailFromCheck, SpfResult
+from .classifier import BounceClassifier, header_value
 from .config import Config
 from .dns import Budget, Resolver
 from .log import event
@@ -21,6 +22,17 @@ from .policy import ACCEPT, Decision, decide
 from .session import Envelope, Session
 
 DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfHeloCheck(), SpfMailFromCheck())
+BOUNCE_SENDERS = frozenset({"", "mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "bounces"})
+BOUNCE_HEADER = "X-Mailwarden-Bounce"
+MAX_BOUNCE_BYTES = 2 * 1024 * 1024  # the delivery-status part comes first; the attached original may be cut
+
+
+def bare_address(address: str) -> str:
+    """MAIL FROM / RCPT TO argument without angle brackets (Postfix's non-SMTP mail comes without)."""
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    return address
 
 
 def domain_of(address: str) -> str:
@@ -28,15 +40,27 @@ def domain_of(address: str) -> str:
 
 
 class Engine:
-    def __init__(self, config: Config, resolver: Resolver, checks: tuple[Check, ...] = DEFAULT_CHECKS) -> None:
+    def __init__(
+        self,
+        config: Config,
+        resolver: Resolver,
+        checks: tuple[Check, ...] = DEFAULT_CHECKS,
+        classifier: BounceClassifier | None = None,
+    ) -> None:
         self.config = config
         self.resolver = resolver
         self.checks = checks
+        self.classifier = classifier
 
     @classmethod
-    def from_config(cls, config: Config) -> Engine:
+    def from_config(cls, config: Config, bounces: bool = True) -> Engine:
+        """The engine for a configuration; raises ModelError/OSError for a bounce model that cannot load."""
         dns = config.dns
-        return cls(config, Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size))
+        resolver = Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size)
+        classifier = None
+        if bounces and config.bounce.enabled:
+            classifier = BounceClassifier.load(config.bounce.model or None)
+        return cls(config, resolver, classifier=classifier)
 
     def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
         dns = DnsContext(self.resolver, Budget(self.config.dns.budget))
@@ -99,6 +123,29 @@ class Engine:
         ar = headers.authentication_results(self.config.authserv_id, results, envelope.skip)
         out.append(("Authentication-Results", ar))
         return out
+
+    def may_be_bounce(self, address: str) -> bool:
+        """Whether a sender (envelope or From:) looks like one that sends delivery reports."""
+        if self.classifier is None:
+            return False
+        local = bare_address(address).rpartition("@")[0] if "@" in address else bare_address(address)
+        return local.strip('"').lower() in BOUNCE_SENDERS
+
+    def bounce_headers(self, session: Session, envelope: Envelope, message: bytes) -> list[tuple[str, str]]:
+        """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence."""
+        assert self.classifier is not None
+        report = self.classifier.analyse(message)
+        if not report.bounce:
+            return []
+        model = self.classifier.model_id
+        for verdict in report.recipients:
+            event(
+                "bounce", queue_id=envelope.queue_id or "-", kind=report.kind,
+                recipient=headers.clean(verdict.recipient, headers.LIMIT_ADDRESS), category=verdict.category,
+                type=verdict.type, status=verdict.status or "none", confidence=f"{verdict.confidence:.2f}",
+                model=model, evidence=headers.clean(verdict.evidence),
+            )  # fmt: skip
+        return [(BOUNCE_HEADER, header_value(v, model)) for v in report.recipients]
 
     def check(self, ip: str, helo: str, sender: str) -> tuple[Session, Envelope]:
         """A whole session without an MTA: connect, HELO, MAIL FROM (what `mailwarden check` runs)."""

@@ -31,6 +31,8 @@ class Envelope:
     recipients: list[tuple[str, Decision]] = field(default_factory=list)
     forged: list[int] = field(default_factory=list)  # indexes (1-based) of A-R headers claiming our id
     ar_seen: int = 0  # Authentication-Results headers seen so far
+    raw_headers: list[bytes] = field(default_factory=list)  # kept while the message may be a bounce
+    body: bytearray | None = None  # collected only for a message that may be a bounce
 
     def subject(self, session: Session) -> Subject:
         return Subject(ip=session.ip, helo=session.helo, sender=self.sender)

@@ -1,8 +1,9 @@
 """A private Postfix instance on loopback for end-to-end tests, and the mailwarden daemon plugged into it.
 
 Postfix runs from its own config directory (`postfix -c`), listens on a loopback port, delivers the test
-domains into one Maildir through virtual(8), lets the tests impersonate any client with XCLIENT, and
-relays `sink.test` to an smtp-sink that refuses every recipient (so that Postfix writes real bounces).
+domains into one Maildir through virtual(8), lets the tests impersonate any client with XCLIENT, and sends
+mail for `full.test` to the error(8) transport so that Postfix itself writes a real bounce (which reaches
+the milter through non_smtpd_milters, as in production with internal_mail_filter_classes = bounce).
 """
 
 from __future__ import annotations
@@ -68,10 +69,8 @@ class Postfix:
         self.etc = base / "etc"
         self.maildir = base / "mail" / "inbox"
         self.smtp_port = _free_port()
-        self.sink_port = _free_port()
         self.milter = milter
         self.extra = extra or {}
-        self.sink: subprocess.Popen | None = None
 
     def write_config(self) -> None:
         nobody = pwd.getpwnam("nobody")
@@ -80,7 +79,7 @@ class Postfix:
         shutil.chown(self.base / "data", "postfix", "postfix")
         os.chmod(self.base / "data", 0o700)
         shutil.chown(self.base / "mail", nobody.pw_uid, nobody.pw_gid)
-        (self.etc / "transport").write_text(f"sink.test smtp:[127.0.0.1]:{self.sink_port}\n")
+        (self.etc / "transport").write_text("full.test error:5.2.2 Mailbox full: user is over quota\n")
         settings = {
             "compatibility_level": "3.6",
             "queue_directory": str(self.base / "queue"),
@@ -102,12 +101,15 @@ class Postfix:
             "virtual_gid_maps": f"static:{nobody.pw_gid}",
             "virtual_minimum_uid": "1",
             "transport_maps": f"texthash:{self.etc / 'transport'}",
+            "relay_domains": "full.test",
             "alias_maps": "",
             "alias_database": "",
             "smtputf8_enable": "no",
             "maillog_file": str(self.base / "maillog"),
             "maillog_file_prefixes": str(self.base),
             "smtpd_milters": self.milter,
+            "non_smtpd_milters": self.milter,
+            "internal_mail_filter_classes": "bounce",
             "milter_protocol": "6",
             "milter_default_action": "tempfail",
             "smtp_dns_support_level": "disabled",
@@ -126,21 +128,6 @@ class Postfix:
 
     def start(self) -> Postfix:
         self.write_config()
-        self.sink = subprocess.Popen(
-            [
-                "/usr/sbin/smtp-sink",
-                "-u",
-                "nobody",
-                "-R",
-                "/dev/null",
-                "-q",
-                "RCPT",
-                f"127.0.0.1:{self.sink_port}",
-                "100",
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         self.postfix("start")
         wait_for(self._accepting, 20, "Postfix smtpd")
         return self
@@ -162,9 +149,11 @@ class Postfix:
 
     def stop(self) -> None:
         subprocess.run([POSTFIX, "-c", str(self.etc), "stop"], capture_output=True, timeout=60)
-        if self.sink:
-            self.sink.terminate()
-            self.sink.wait(10)
+
+    def sendmail(self, sender: str, recipients: list[str], message: bytes) -> None:
+        """Local submission (pickup, then the non_smtpd_milters path), as a local program would send."""
+        subprocess.run(["/usr/sbin/sendmail", "-C", str(self.etc), "-f", sender, "--", *recipients], input=message,
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
 
     def log(self) -> str:
         path = self.base / "maillog"
