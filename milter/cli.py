@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
+from .classifier.cli import register as register_bounce_commands
 from .config import Config, load
 from .dns import parse_nameserver
 from .engine import Engine
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_check = config_sub.add_parser("check", help="validate a configuration file and report every problem")
     config_check.add_argument("--config", metavar="PATH", help=f"file to check (default: {DEFAULT_CONFIG})")
     config_check.set_defaults(func=cmd_config_check)
+
+    register_bounce_commands(sub)  # classify, train, eval
     return parser
 
 
