@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from .extract import ADDRESS_RE, ROBOT_LOCALPARTS, Finding, cut_original
-from .parts import Message, content_type, header, human_text, walk_outer
+from .parts import Message, content_type, header, walk_outer
 
 BOUNCE_SUBJECT_RE = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status notification|failure|failed|has failed|problem|report)"
@@ -84,8 +84,8 @@ def kind_from_actions(findings: list[Finding]) -> str | None:
     return None
 
 
-def detect_kind(msg: Message, findings: list[Finding]) -> str:
-    """The report kind; ``findings`` are the extraction results for this message."""
+def detect_kind(msg: Message, findings: list[Finding], body: str) -> str:
+    """The report kind; ``findings`` are the extraction results and ``body`` the human_text of the message."""
     if _is_feedback(msg):
         return "feedback"
     has_status_part = any(f.action is not None for f in findings)  # only delivery-status fields set it
@@ -93,7 +93,7 @@ def detect_kind(msg: Message, findings: list[Finding]) -> str:
         stated = kind_from_actions(findings)
         if stated:
             return stated
-    body = cut_original(human_text(msg))
+    body = cut_original(body)
     robot = _robot_sender(msg)
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))

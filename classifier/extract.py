@@ -10,21 +10,23 @@ import email
 import re
 from dataclasses import dataclass, replace
 
-from .parts import Message, content_type, decode_bytes, header, human_text, part_text, walk_outer
+from .parts import Message, content_type, decode_bytes, header, part_text, walk_outer
 
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 REPLY_RE = re.compile(r"(?<![\d.])([245][0-5]\d)(?:[\s\-]|$)")
 ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
                         r"\.[A-Za-z]{2,}")
 # Lines after which a body-only bounce quotes the original message.
-ORIGINAL_MARKER_RE = re.compile(
-    r"(?im)^[\s\-=_*>|]*(?:"
+ORIGINAL_LINE_RE = re.compile(
+    r"(?im)^[ \t\-=_*>|]*(?:"
     r"(?:-+ ?)?(?:original message|unsent message|returned message|undelivered message|message headers? follow)"
-    r"|.*\b(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers?)"
-    r"|message (?:text )?follows|headers of the original|text of your message)"
     r"|content-type: message/rfc822"
     r"|received: ?from "
     r")")
+# The same announcement anywhere in a line (kept separate from the anchored pattern: no backtracking '.*').
+ORIGINAL_PHRASE_RE = re.compile(
+    r"(?i)\b(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers?)"
+    r"|message (?:text )?follows|headers of the original|text of your message)")
 STAGE_PATTERNS = (
     ("rcpt", re.compile(r"(?i)\bRCPT\b|\brecipient address rejected")),
     ("data", re.compile(r"(?i)\bend of data\b|\bDATA\b|\bmessage body\b|\bcontent\b")),
@@ -128,9 +130,8 @@ def split_groups(block: Message) -> list[Message]:
     return groups
 
 
-def from_delivery_status(msg: Message) -> list[Finding]:
+def from_delivery_status(msg: Message, body: str) -> list[Finding]:
     """Findings from every per-recipient group of every delivery-status part (RFC 3464 / RFC 6533)."""
-    body = human_text(msg)
     blocks = [g for part in walk_outer(msg) if content_type(part) in STATUS_TYPES
               for b in status_blocks(part) for g in split_groups(b)]
     if not blocks:
@@ -163,10 +164,19 @@ def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
     )
 
 
+def find_original(text: str) -> tuple[int, int] | None:
+    """(start of the line announcing the returned original, end of the announcement), if there is one."""
+    spans = [(m.start(), m.end()) for m in (ORIGINAL_LINE_RE.search(text), ORIGINAL_PHRASE_RE.search(text)) if m]
+    if not spans:
+        return None
+    start, end = min(spans)
+    return text.rfind("\n", 0, start) + 1, end
+
+
 def cut_original(text: str) -> str:
     """The body up to where the returned original message starts."""
-    match = ORIGINAL_MARKER_RE.search(text)
-    return text[: match.start()] if match else text
+    span = find_original(text)
+    return text[: span[0]] if span else text
 
 
 def recipient_block(text: str, address: str, next_address: str | None = None) -> str:
@@ -197,9 +207,9 @@ def own_addresses(msg: Message) -> set[str]:
     return found
 
 
-def from_body(msg: Message) -> list[Finding]:
+def from_body(msg: Message, body: str) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
-    text = cut_original(human_text(msg))
+    text = cut_original(body)
     skip = own_addresses(msg)
     addresses = ADDRESS_RE.findall(header(msg, "X-Failed-Recipients"))
     for line in text.splitlines():
@@ -210,11 +220,11 @@ def from_body(msg: Message) -> list[Finding]:
             if low in skip or not _looks_like_mailbox(low) or low in (a.lower() for a in addresses):
                 continue
             addresses.append(address)
-    originals = {a.lower() for a in original_recipients(msg)}
+    originals = {a.lower() for a in original_recipients(msg, body)}
     if originals & {a.lower() for a in addresses}:
         addresses = [a for a in addresses if a.lower() in originals]
     if not addresses:
-        return [finding_from_text(next(iter(original_recipients(msg)), ""), text)]
+        return [finding_from_text(next(iter(original_recipients(msg, body)), ""), text)]
     preamble = text[: text.lower().find(addresses[0].lower())]
     findings = []
     for i, address in enumerate(addresses):
@@ -242,7 +252,7 @@ def _looks_like_mailbox(address: str) -> bool:
     return local.split("+")[0] not in ROBOT_LOCALPARTS and not MESSAGE_ID_LOCAL_RE.match(local)
 
 
-def original_recipients(msg: Message) -> list[str]:
+def original_recipients(msg: Message, body: str) -> list[str]:
     """To/Cc of the returned original (attached or quoted below the marker): who the failure can be about."""
     sources: list[Message] = []
     for part in walk_outer(msg):
@@ -252,21 +262,23 @@ def original_recipients(msg: Message) -> list[str]:
                 sources.append(inner[0])
             elif isinstance(inner, str):
                 sources.append(email.message_from_string(inner))
-    body = human_text(msg)
-    marker = ORIGINAL_MARKER_RE.search(body)
-    if marker:
-        quoted = body[marker.end():].lstrip("-= \t\r\n")
+    span = find_original(body)
+    if span:
+        quoted = body[span[1]:].lstrip("-= \t\r\n")
         sources.append(email.message_from_string(quoted[quoted.find("\n") + 1:] if ":" not in quoted[:40]
                                                  else quoted))
     return [a for source in sources for name in ("To", "Cc") for a in ADDRESS_RE.findall(header(source, name))]
 
 
-def extract(msg: Message) -> list[Finding]:
-    """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text)."""
-    findings = from_delivery_status(msg)
+def extract(msg: Message, body: str) -> list[Finding]:
+    """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text).
+
+    ``body`` is human_text(msg), computed once by the caller because detection reads it too.
+    """
+    findings = from_delivery_status(msg, body)
     if findings:
         return _dedupe(findings)
-    return from_body(msg)
+    return from_body(msg, body)
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

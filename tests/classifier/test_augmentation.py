@@ -1,0 +1,52 @@
+"""Training augmentation and evaluation perturbation: what they change, and that they stay separate."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from mailwarden.classifier.augment import paraphrase, variant, without_codes
+from mailwarden.classifier.extract import Finding
+from mailwarden.classifier.features import model_text, normalise
+from mailwarden.classifier.perturb import HELD_OUT, paraphrased
+from mailwarden.classifier.phrasebank import SEEDS, SYNONYMS
+
+FINDING = Finding(recipient="r@example.com", status="5.2.2", reply_code="552",
+                  diagnostic="552 5.2.2 <r@example.com> mailbox full, quota exceeded", stage="rcpt")
+
+
+def test_held_out_wordings_never_occur_in_the_training_synonym_table():
+    training = {normalise(p) for alternatives in SYNONYMS.values() for p in alternatives} | set(SYNONYMS)
+    held_out = {normalise(p) for alternatives in HELD_OUT.values() for p in alternatives}
+    assert not training & held_out
+
+
+def test_codes_removed_leaves_no_status_or_reply_code():
+    bare = without_codes(FINDING)
+    assert (bare.status, bare.reply_code) == (None, None)
+    assert not re.search(r"\d\.\d\.\d|\b55\d\b", bare.diagnostic)
+    assert "xstatus_none" in model_text(bare) and "xreply_none" in model_text(bare)
+
+
+def test_training_paraphrase_changes_wording_but_keeps_codes():
+    rng = random.Random(1)
+    texts = {paraphrase(FINDING.diagnostic, rng, rate=1.0) for _ in range(20)}
+    assert len(texts) > 1 and FINDING.diagnostic not in texts
+    assert all("5.2.2" in text for text in texts)
+
+
+def test_variants_differ_from_the_original():
+    rng = random.Random(2)
+    assert any(variant(FINDING, rng).diagnostic != FINDING.diagnostic for _ in range(5))
+
+
+def test_evaluation_paraphrase_replaces_every_listed_phrase():
+    reworded = paraphrased(FINDING, random.Random(3)).diagnostic.lower()
+    assert "mailbox" not in reworded and "quota" not in reworded and "full" not in reworded
+    assert reworded.count("5.2.2") == 1
+
+
+def test_every_default_category_has_seed_phrasings_in_several_languages():
+    for category, (_, _, _, phrases) in SEEDS.items():
+        non_ascii = [p for p in phrases if not p.isascii()]
+        assert len(phrases) >= 15 and len(non_ascii) >= 2, category
