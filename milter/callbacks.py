@@ -7,6 +7,7 @@ daemon's exception policy, so mail is never lost to a bug.
 
 from __future__ import annotations
 
+import threading
 from email.utils import parseaddr
 
 import Milter
@@ -19,14 +20,47 @@ from .session import Envelope, Session
 AR_HEADER = "Authentication-Results"
 
 
+class Gate:
+    """Counts open sessions, and turns new ones away while the daemon drains them before a stop."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self.open = 0
+        self.draining = False
+
+    def enter(self) -> bool:
+        with self._idle:
+            if self.draining:
+                return False
+            self.open += 1
+            return True
+
+    def leave(self) -> None:
+        with self._idle:
+            self.open -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new sessions; wait until the open ones have closed. False if `timeout` ran out first."""
+        with self._idle:
+            self.draining = True
+            return self._idle.wait_for(lambda: self.open == 0, timeout)
+
+
 class MailwardenMilter(Milter.Base):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, gate: Gate) -> None:
         super().__init__()
         self.engine = engine  # bound for the whole connection: a reload never changes a running session
+        self.gate = gate
+        self.entered = False
         self.session = Session(ip="")
         self.envelope: Envelope | None = None
 
     def connect(self, hostname: str, family: int, hostaddr: tuple | str | None) -> int:
+        self.entered = self.gate.enter()
+        if not self.entered:
+            self.setreply("421", "4.3.2", "mailwarden is shutting down, try again later")
+            return Milter.TEMPFAIL
         ip = hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else ""
         self.session = Session(ip=ip, hostname=hostname or "")
         self.engine.connect(self.session)
@@ -109,4 +143,7 @@ class MailwardenMilter(Milter.Base):
         return Milter.CONTINUE
 
     def close(self) -> int:
+        if self.entered:
+            self.entered = False
+            self.gate.leave()
         return Milter.CONTINUE

@@ -19,19 +19,23 @@ from .version import __version__
 DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
 
 
-def load_config(path: str | None) -> Config:
-    """The file given, else the system file if there is one, else the built-in defaults."""
-    if path:
-        return load(path)
-    if DEFAULT_CONFIG.exists():
-        return load(DEFAULT_CONFIG)
-    return Config()
+def config_path(given: str | None) -> str | None:
+    """The file given, else the system file if there is one, else None (built-in defaults)."""
+    if given:
+        return given
+    return str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None
+
+
+def load_config(given: str | None) -> Config:
+    path = config_path(given)
+    return load(path) if path else Config()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run
 
-    return run(load_config(args.config))
+    path = config_path(args.config)
+    return run(load(path) if path else Config(), path)
 
 
 def check_report(engine: Engine, ip: str, helo: str, sender: str) -> dict:
@@ -80,7 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None)
+    path = config_path(args.config)
     if path is None:
         print(f"{DEFAULT_CONFIG} does not exist: the built-in defaults are in use")
         return 0
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:  # ConfigError, bad addresses: a clear message, no traceback
+    except (ValueError, OSError) as exc:  # bad config, address or model file: a clear message, no traceback
         print(f"mailwarden: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,11 @@
-"""The daemon: build the engine once, open the milter socket the way Postfix needs it, serve.
+"""The daemon: build the engine, open the milter socket the way Postfix needs it, serve, reload, stop.
+
+libmilter serves from a thread of its own; the main thread keeps the signals. libmilter blocks SIGHUP,
+SIGTERM and SIGINT in its threads and would stop on any of them, while Linux hands a process signal to
+the main thread when that thread accepts it, so here SIGHUP means reload (a new engine from the config file
+and bounce model, swapped in for new connections only; a broken file is refused and logged, the old engine
+keeps serving) and SIGTERM/SIGINT mean a graceful stop: new sessions are refused with a temporary error,
+open ones get STOP_GRACE seconds to finish, then libmilter stops.
 
 pymilter's `runmilter` opens the socket and serves in one call; we hook its socket opening to set the
 unix socket's mode (so that Postfix's group can connect) and TCP_NODELAY on an inet listener (accepted
@@ -7,18 +14,23 @@ sockets inherit it; without it, replies that modify the message sit ~40 ms in Na
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import stat
+import threading
 from pathlib import Path
 
 import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
-from .callbacks import MailwardenMilter
-from .config import Config
+from .callbacks import Gate, MailwardenMilter
+from .config import Config, load
 from .engine import Engine
 from .log import event, setup
+
+STOP_GRACE = 30.0  # seconds in-flight sessions get after SIGTERM
 
 
 def unix_path(spec: str) -> str | None:
@@ -57,31 +69,92 @@ def _prepare_socket(config: Config) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def run(config: Config) -> int:
+class Daemon:
+    """Holds the engine that new connections get; reload swaps it, sessions keep the one they started with."""
+
+    def __init__(self, config: Config, path: str | None) -> None:
+        self.path = path
+        self.engine = Engine.from_config(config)
+        self.failed: BaseException | None = None
+        self._signals: list[int] = []
+        self._wake = threading.Event()
+
+    def reload(self) -> None:
+        if self.path is None:
+            event("reload-skipped", logging.WARNING, why="running on built-in defaults: there is no file to reload")
+            return
+        old = self.engine.config
+        try:
+            config = load(self.path)
+            engine = Engine.from_config(config)
+        except (ValueError, OSError) as exc:
+            event("reload-refused", logging.ERROR, config=self.path, error=str(exc), still_serving=old.source)
+            return
+        if config.socket != old.socket:
+            event("reload-warning", logging.WARNING, why="a new socket takes effect at the next restart")
+        setup(config.log_level, config.log_format)
+        self.engine = engine
+        model = engine.classifier.model_id if engine.classifier else "off"
+        event("reloaded", config=self.path, bounce_model=model)
+
+    def _serve(self, config: Config) -> None:
+        open_socket = libmilter.opensocket
+
+        def opensocket(remove_stale: bool) -> object:
+            result = open_socket(remove_stale)
+            _prepare_socket(config)
+            model = self.engine.classifier.model_id if self.engine.classifier else "off"
+            event("listening", socket=config.socket, authserv_id=config.authserv_id, config=config.source,
+                  bounce_model=model)  # fmt: skip
+            return result
+
+        libmilter.opensocket = opensocket
+        try:
+            Milter.runmilter("mailwarden", config.socket, timeout=config.milter_timeout)
+        except libmilter.error as exc:
+            self.failed = exc
+        finally:
+            libmilter.opensocket = open_socket
+            self._wake.set()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def run(self) -> int:
+        config = self.engine.config
+        path = unix_path(config.socket)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        libmilter.set_exception_policy(Milter.TEMPFAIL)
+        Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
+        gate = Gate()
+        Milter.factory = lambda: MailwardenMilter(self.engine, gate)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        server = threading.Thread(target=self._serve, args=(config,), name="libmilter", daemon=True)
+        server.start()
+        while server.is_alive():
+            self._wake.wait()
+            self._wake.clear()
+            while self._signals:
+                signum = self._signals.pop(0)
+                if signum == signal.SIGHUP:
+                    self.reload()
+                else:
+                    event("stopping", signal=signal.Signals(signum).name, open_sessions=gate.open, grace=STOP_GRACE)
+                    drained = gate.drain(STOP_GRACE)
+                    libmilter.stop()
+                    server.join(STOP_GRACE)
+                    event("stopped", open_sessions_cut=0 if drained else gate.open)
+                    return 0
+        if self.failed is not None:
+            event("stopped", logging.ERROR, error=str(self.failed))
+            return 1
+        event("stopped")
+        return 0
+
+
+def run(config: Config, path: str | None = None) -> int:
     setup(config.log_level, config.log_format)
-    engine = Engine.from_config(config)
-    path = unix_path(config.socket)
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-
-    open_socket = libmilter.opensocket
-
-    def opensocket(remove_stale: bool) -> object:
-        result = open_socket(remove_stale)
-        _prepare_socket(config)
-        event("listening", socket=config.socket, authserv_id=config.authserv_id, config=config.source)
-        return result
-
-    libmilter.opensocket = opensocket
-    libmilter.set_exception_policy(Milter.TEMPFAIL)
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
-    Milter.factory = lambda: MailwardenMilter(engine)
-    try:
-        Milter.runmilter("mailwarden", config.socket, timeout=config.milter_timeout)
-    except libmilter.error as exc:
-        event("stopped", error=str(exc))
-        return 1
-    finally:
-        libmilter.opensocket = open_socket
-    event("stopped")
-    return 0
+    return Daemon(config, path).run()

@@ -1,0 +1,86 @@
+"""Reload and stop under real traffic: SIGHUP swaps config (and bounce model) without losing or tempfailing a
+message, a broken file is refused while service goes on, SIGTERM lets an open session finish."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import smtplib
+import threading
+import time
+
+import pytest
+
+from .conftest import AUTHSERV_ID, DAEMON_CONFIG, GOOD_IP
+from .postfix import Daemon, Postfix, make_base_dir, wait_for
+from .smtp import send
+
+LENIENT_STRICT = '\n[domains."lenient.test".policy]\nspf_fail = "reject"\n'
+
+
+@pytest.fixture
+def stack(dns_server):
+    base = make_base_dir()
+    daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
+    daemon.start()
+    postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
+    yield daemon, postfix
+    postfix.stop()
+    daemon.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_sighup_reload_under_traffic_loses_nothing_and_applies_the_new_policy(stack):
+    daemon, postfix = stack
+    replies: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            sent = send(postfix.smtp_port, "alice@good.test", ["bob@example.org"], ip=GOOD_IP)
+            replies.append((sent.data_reply[0] if sent.data_reply else sent.mail_reply[0], sent.marker))
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        wait_for(lambda: len(replies) >= 5, 30, "traffic before the reload")
+        assert (
+            send(postfix.smtp_port, "m@bad.test", ["x@lenient.test"], ip=GOOD_IP).rcpt_replies["x@lenient.test"][0]
+            == 250
+        )
+        daemon.config.write_text(daemon.config.read_text() + LENIENT_STRICT)
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in daemon.log(), 20, "the reload")
+        after = send(postfix.smtp_port, "m@bad.test", ["x@lenient.test"], ip=GOOD_IP)
+        assert after.rcpt_replies["x@lenient.test"][0] == 550
+
+        daemon.config.write_text("this is not toml\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload-refused" in daemon.log(), 20, "the refusal")
+        count = len(replies)
+        wait_for(lambda: len(replies) >= count + 5, 30, "traffic after the refused reload")
+        still = send(postfix.smtp_port, "m@bad.test", ["x@lenient.test"], ip=GOOD_IP)
+        assert still.rcpt_replies["x@lenient.test"][0] == 550  # the last good config keeps serving
+    finally:
+        stop.set()
+        sender.join(60)
+    assert daemon.proc.poll() is None
+    assert {code for code, _ in replies} == {250}
+    for _, marker in replies:
+        assert postfix.delivered(marker)["Authentication-Results"].startswith(AUTHSERV_ID)
+
+
+def test_sigterm_lets_an_open_session_finish_then_exits(stack):
+    daemon, postfix = stack
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
+        smtp.docmd("XCLIENT", f"ADDR={GOOD_IP} HELO=mail.good.test")
+        smtp.ehlo("mail.good.test")
+        assert smtp.docmd("MAIL", "FROM:<alice@good.test>")[0] == 250
+        assert smtp.docmd("RCPT", "TO:<bob@example.org>")[0] == 250
+        daemon.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        code, _ = smtp.data(b"Subject: finishing-after-sigterm\r\n\r\nHello.\r\n")
+    assert code == 250
+    assert postfix.delivered("finishing-after-sigterm")["Authentication-Results"].startswith(AUTHSERV_ID)
+    assert daemon.proc.wait(40) == 0
+    assert "stopping signal=SIGTERM" in daemon.log()
