@@ -7,17 +7,38 @@ daemon's exception policy, so mail is never lost to a bug.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from email.utils import parseaddr
+from typing import TypeVar
 
 import Milter
 
+from . import metrics
 from .engine import MAX_BOUNCE_BYTES, Engine, bare_address
 from .headers import authserv_id_of
 from .policy import ACCEPT
 from .session import Envelope, Session
 
 AR_HEADER = "Authentication-Results"
+Callback = TypeVar("Callback", bound=Callable[..., int])
+
+
+def timed(stage: str) -> Callable[[Callback], Callback]:
+    """Record the callback's duration in the mailwarden_stage_seconds histogram."""
+
+    def wrap(callback: Callback) -> Callback:
+        histogram = metrics.STAGE_SECONDS.labels(stage)
+
+        @functools.wraps(callback)
+        def timed_callback(*args: object) -> int:
+            with histogram.time():
+                return callback(*args)
+
+        return timed_callback  # type: ignore[return-value]
+
+    return wrap
 
 
 class Gate:
@@ -33,12 +54,14 @@ class Gate:
             if self.draining:
                 return False
             self.open += 1
-            return True
+        metrics.SESSIONS_OPEN.inc()
+        return True
 
     def leave(self) -> None:
         with self._idle:
             self.open -= 1
             self._idle.notify_all()
+        metrics.SESSIONS_OPEN.dec()
 
     def drain(self, timeout: float) -> bool:
         """Refuse new sessions; wait until the open ones have closed. False if `timeout` ran out first."""
@@ -56,6 +79,7 @@ class MailwardenMilter(Milter.Base):
         self.session = Session(ip="")
         self.envelope: Envelope | None = None
 
+    @timed("connect")
     def connect(self, hostname: str, family: int, hostaddr: tuple | str | None) -> int:
         self.entered = self.gate.enter()
         if not self.entered:
@@ -66,10 +90,12 @@ class MailwardenMilter(Milter.Base):
         self.engine.connect(self.session)
         return Milter.CONTINUE
 
+    @timed("helo")
     def hello(self, heloname: str) -> int:
         self.session.helo = heloname or ""
         return Milter.CONTINUE
 
+    @timed("mail")
     def envfrom(self, mailfrom: str, *params: str) -> int:
         self.envelope = Envelope(
             sender=bare_address(mailfrom),
@@ -81,6 +107,7 @@ class MailwardenMilter(Milter.Base):
         self.engine.mail(self.session, self.envelope)
         return Milter.CONTINUE
 
+    @timed("rcpt")
     def envrcpt(self, recipient: str, *params: str) -> int:
         assert self.envelope is not None
         decision = self.engine.rcpt(self.session, self.envelope, bare_address(recipient))
@@ -94,6 +121,7 @@ class MailwardenMilter(Milter.Base):
             self.envelope.queue_id = self.getsymval("i") or self.envelope.queue_id
         return Milter.CONTINUE
 
+    @timed("header")
     def header(self, name: str, value: str) -> int:
         envelope = self.envelope
         if envelope is None:
@@ -113,12 +141,14 @@ class MailwardenMilter(Milter.Base):
     def eoh(self) -> int:
         return Milter.CONTINUE
 
+    @timed("body")
     def body(self, chunk: bytes) -> int:
         collected = self.envelope.body if self.envelope is not None else None
         if collected is not None and len(collected) < MAX_BOUNCE_BYTES:
             collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return Milter.CONTINUE
 
+    @timed("eom")
     def eom(self) -> int:
         envelope = self.envelope
         assert envelope is not None
@@ -126,6 +156,7 @@ class MailwardenMilter(Milter.Base):
         # index 0 lands above the MTA's own Received:, so the last one inserted ends on top.
         for index in reversed(envelope.forged):
             self.chgheader(AR_HEADER, index, "")
+        metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
         for name, value in reversed(self.engine.headers(self.session, envelope)):
             self.addheader(name, value, 0)
         if envelope.body is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
+from . import metrics
 from .callbacks import Gate, MailwardenMilter
 from .config import Config, load
 from .engine import Engine
@@ -88,12 +89,14 @@ class Daemon:
             config = load(self.path)
             engine = Engine.from_config(config)
         except (ValueError, OSError) as exc:
+            metrics.RELOADS.labels("refused").inc()
             event("reload-refused", logging.ERROR, config=self.path, error=str(exc), still_serving=old.source)
             return
         if config.socket != old.socket:
             event("reload-warning", logging.WARNING, why="a new socket takes effect at the next restart")
         setup(config.log_level, config.log_format)
         self.engine = engine
+        metrics.RELOADS.labels("done").inc()
         model = engine.classifier.model_id if engine.classifier else "off"
         event("reloaded", config=self.path, bounce_model=model)
 
@@ -126,6 +129,9 @@ class Daemon:
         path = unix_path(config.socket)
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if config.metrics.address:
+            metrics.serve(config.metrics.address)
+            event("metrics", address=config.metrics.address)
         libmilter.set_exception_policy(Milter.TEMPFAIL)
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()

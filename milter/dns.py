@@ -24,6 +24,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from . import metrics
+
 NEGATIVE_TTL_DEFAULT = 60
 MAX_TTL = 86400
 
@@ -115,7 +117,6 @@ class Resolver:
         self._cache: OrderedDict[tuple[str, str], tuple[float, Answer]] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
-        self.stats = {"queries": 0, "cache_hits": 0, "timeouts": 0, "errors": 0}
 
     def lookup(self, name: str, rdtype: str, budget: Budget) -> Answer:
         key = (name.lower().rstrip("."), rdtype.upper())
@@ -123,7 +124,7 @@ class Resolver:
             cached = self._cache.get(key)
             if cached and cached[0] > time.monotonic():
                 self._cache.move_to_end(key)
-                self.stats["cache_hits"] += 1
+                metrics.DNS_CACHE_HITS.inc()
                 return cached[1]
             pending = self._pending.get(key)
             owner = pending is None
@@ -165,11 +166,11 @@ class Resolver:
         for host, port in self.nameservers:
             remaining = budget.remaining()
             if remaining <= 0:
-                self.stats["timeouts"] += 1
+                metrics.DNS_TIMEOUTS.inc()
                 raise DNSTempError(f"{name}/{rdtype}: DNS budget exhausted")
             query = dns.message.make_query(qname, qtype)
             budget.queries += 1
-            self.stats["queries"] += 1
+            metrics.DNS_QUERIES.inc()
             try:
                 response, _ = dns.query.udp_with_fallback(
                     query,
@@ -180,22 +181,23 @@ class Resolver:
                     ignore_errors=True,
                 )
             except dns.exception.Timeout:
-                self.stats["timeouts"] += 1
+                metrics.DNS_TIMEOUTS.inc()
                 last = f"timeout from {host}:{port}"
                 continue
             except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
-                self.stats["errors"] += 1
+                metrics.DNS_ERRORS.inc()
                 last = f"{type(exc).__name__} from {host}:{port}"
                 continue
             rcode = response.rcode()
             if rcode == dns.rcode.NXDOMAIN:
                 return Answer(name, rdtype, True, self._records(response)), _negative_ttl(response)
             if rcode != dns.rcode.NOERROR:
-                self.stats["errors"] += 1
+                metrics.DNS_ERRORS.inc()
                 last = f"{dns.rcode.to_text(rcode)} from {host}:{port}"
                 continue
             records = self._records(response)
             if _cname_loop(name, records):
+                metrics.DNS_ERRORS.inc()
                 raise DNSTempError(f"{name}/{rdtype}: CNAME loop")
             ttl = min((rrset.ttl for rrset in response.answer), default=None)
             return Answer(name, rdtype, False, records), _clamp_ttl(ttl, response)

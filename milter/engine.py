@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from . import headers
+from . import headers, metrics
 from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
 from .checks.iprev import IprevCheck
 from .checks.spf import SpfHeloCheck, SpfMailFromCheck, SpfResult
@@ -69,15 +69,18 @@ class Engine:
             if check.stage != stage:
                 continue
             try:
-                results[check.name] = check.run(subject, dns)
+                result = check.run(subject, dns)
             except Exception as exc:  # a bug in a check must cost a verdict, never the message
                 event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
-                results[check.name] = CheckResult(check.method, "temperror", f"internal error: {exc}")
+                result = CheckResult(check.method, "temperror", f"internal error: {exc}")
+            metrics.CHECK_RESULTS.labels(check.name, result.result).inc()
+            results[check.name] = result
         return results
 
     def connect(self, session: Session) -> None:
         if self.config.is_trusted(session.ip):
             session.skip = f"client {session.ip} is in trusted_networks"
+            metrics.CHECKS_SKIPPED.labels("trusted_network").inc()
             return
         session.results = self._run("connect", Subject(ip=session.ip))
 
@@ -88,9 +91,11 @@ class Engine:
 
     def _skip_reason(self, envelope: Envelope) -> str:
         if envelope.auth and self.config.skip_authenticated:
+            metrics.CHECKS_SKIPPED.labels("authenticated").inc()
             return f"sender authenticated as {envelope.auth}"
         domain = domain_of(envelope.sender) if "@" in envelope.sender else ""
         if domain in self.config.skip_sender_domains:
+            metrics.CHECKS_SKIPPED.labels("sender_domain").inc()
             return f"sender domain {domain} is in skip_sender_domains"
         return ""
 
@@ -108,6 +113,7 @@ class Engine:
             policy = self.config.policy_for(domain_of(recipient))
             decision = decide(((c.policy, r) for c, r in self.results(session, envelope)), policy)
         envelope.recipients.append((recipient, decision))
+        metrics.ACTIONS.labels(decision.action, decision.key or "none").inc()
         if not decision.accepted:
             self.log(session, envelope, decision, recipient)
         return decision
@@ -139,6 +145,7 @@ class Engine:
             return []
         model = self.classifier.model_id
         for verdict in report.recipients:
+            metrics.BOUNCES.labels(verdict.category, verdict.type).inc()
             event(
                 "bounce", queue_id=envelope.queue_id or "-", kind=report.kind,
                 recipient=headers.clean(verdict.recipient, headers.LIMIT_ADDRESS), category=verdict.category,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .dnsserver import TestDNSServer, Zone, reverse_name
+from .dnsserver import TestDNSServer, Zone, free_port, reverse_name
 from .postfix import POSTFIX, Daemon, Postfix, make_base_dir
 
 AUTHSERV_ID = "mx.mailwarden.test"
@@ -39,6 +39,9 @@ socket_mode = "0666"
 authserv_id = "{authserv_id}"
 skip_sender_domains = ["skipped.test"]
 
+[metrics]
+address = "127.0.0.1:{metrics_port}"
+
 [dns]
 nameservers = ["127.0.0.1:{dns_port}"]
 timeout = 0.5
@@ -50,6 +53,11 @@ spf_temperror = "defer"
 spf_permerror = "reject"
 iprev_fail = "reject"
 """
+
+
+def daemon_config(base: Path, dns_server: TestDNSServer) -> str:
+    """The e2e daemon configuration, with fresh ports, for a stack rooted at `base`."""
+    return DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port, metrics_port=free_port())
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +73,7 @@ def mta(dns_server: TestDNSServer) -> Iterator[Postfix]:
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
     base = make_base_dir()
-    daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
+    daemon = Daemon(daemon_config(base, dns_server), base)
     daemon.start()
     postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
     postfix.daemon = daemon  # type: ignore[attr-defined]

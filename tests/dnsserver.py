@@ -141,7 +141,7 @@ class TestDNSServer:
 
     def __init__(self, zone: Zone | None = None, ttl: int = 300) -> None:
         self.resolver = ZoneResolver(zone or {}, ttl)
-        self.port = _free_port()
+        self.port = free_port()
         self._servers = [
             DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=tcp, handler=_Handler, logger=_Quiet())
             for tcp in (False, True)
@@ -172,7 +172,7 @@ class TestDNSServer:
             server.server.server_close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port free for both UDP and TCP on loopback."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -21,7 +21,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from .dnsserver import _free_port
+from .dnsserver import free_port
 
 POSTFIX = "/usr/sbin/postfix"
 LOCAL_DOMAINS = ("example.org", "example.com", "strict.test", "lenient.test")
@@ -68,7 +68,7 @@ class Postfix:
         self.base = base
         self.etc = base / "etc"
         self.maildir = base / "mail" / "inbox"
-        self.smtp_port = _free_port()
+        self.smtp_port = free_port()
         self.milter = milter
         self.extra = extra or {}
 

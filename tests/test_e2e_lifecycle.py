@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .conftest import AUTHSERV_ID, DAEMON_CONFIG, GOOD_IP
+from .conftest import AUTHSERV_ID, GOOD_IP, daemon_config
 from .postfix import Daemon, Postfix, make_base_dir, wait_for
 from .smtp import send
 
@@ -21,7 +21,7 @@ LENIENT_STRICT = '\n[domains."lenient.test".policy]\nspf_fail = "reject"\n'
 @pytest.fixture
 def stack(dns_server):
     base = make_base_dir()
-    daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
+    daemon = Daemon(daemon_config(base, dns_server), base)
     daemon.start()
     postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
     yield daemon, postfix

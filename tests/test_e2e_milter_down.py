@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import shutil
 
-from .conftest import AUTHSERV_ID, DAEMON_CONFIG, GOOD_IP
+from .conftest import AUTHSERV_ID, GOOD_IP, daemon_config
 from .postfix import Daemon, Postfix, make_base_dir
 from .smtp import send
 
 
 def test_milter_down_means_tempfail_and_back_up_means_delivery(dns_server):
     base = make_base_dir()
-    daemon = Daemon(DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port), base)
+    daemon = Daemon(daemon_config(base, dns_server), base)
     postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
     try:
         down = send(postfix.smtp_port, "alice@good.test", ["bob@example.org"], ip=GOOD_IP)

@@ -4,6 +4,7 @@ delivered message and on the SMTP replies."""
 from __future__ import annotations
 
 import re
+import urllib.request
 
 import authres
 
@@ -184,3 +185,30 @@ def test_decision_log_names_client_results_action_and_queue_id(mta):
     for part in ("info decision", "iprev=fail", "spf-helo=fail", "spf-mailfrom=fail", "action=reject",
                  'why="iprev_fail: 5.7.25 reverse DNS validation failed'):  # fmt: skip
         assert part in line
+
+
+def scrape(mta) -> dict[str, float]:
+    """The daemon's Prometheus metrics, scraped over HTTP."""
+    address = re.search(r'address = "([^"]+)"', mta.daemon.config.read_text())[1]
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in re.findall(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+
+
+def test_metrics_count_checks_actions_and_dns_after_real_traffic(mta):
+    before = scrape(mta)
+    send(mta.smtp_port, "mallory@bad.test", ["carol@strict.test"], ip=GOOD_IP)
+    sent = send(mta.smtp_port, "alice@good.test", ["bob@example.org"], ip=GOOD_IP)
+    mta.delivered(sent.marker)
+    after = scrape(mta)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('mailwarden_actions_total{action="reject",key="spf_fail"}') == 1
+    assert delta('mailwarden_actions_total{action="accept",key="none"}') == 1
+    assert delta('mailwarden_check_results_total{check="spf-mailfrom",result="fail"}') == 1
+    assert delta('mailwarden_check_results_total{check="spf-mailfrom",result="pass"}') == 1
+    assert delta('mailwarden_check_results_total{check="iprev",result="pass"}') == 2
+    assert delta("mailwarden_dns_cache_hits_total") > 0
+    assert delta('mailwarden_stage_seconds_count{stage="eom"}') == 1

@@ -1,0 +1,29 @@
+"""Prometheus metrics: what mailwarden decided and what it cost. Served only when [metrics] address is set."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+CHECK_RESULTS = Counter("mailwarden_check_results", "Check results", ["check", "result"])
+CHECKS_SKIPPED = Counter("mailwarden_checks_skipped", "Transactions whose checks were skipped", ["reason"])
+ACTIONS = Counter("mailwarden_actions", "Policy actions per recipient", ["action", "key"])
+FORGED_AR_REMOVED = Counter("mailwarden_forged_ar_removed", "Incoming Authentication-Results claiming our id")
+BOUNCES = Counter("mailwarden_bounces", "Failed recipients labelled in bounces", ["category", "type"])
+DNS_QUERIES = Counter("mailwarden_dns_queries", "DNS queries sent on the wire")
+DNS_CACHE_HITS = Counter("mailwarden_dns_cache_hits", "DNS lookups answered from the cache")
+DNS_TIMEOUTS = Counter("mailwarden_dns_timeouts", "DNS queries that timed out or ran out of budget")
+DNS_ERRORS = Counter("mailwarden_dns_errors", "DNS answers that were errors (SERVFAIL, REFUSED, garbage, loops)")
+RELOADS = Counter("mailwarden_reloads", "SIGHUP reloads", ["outcome"])
+SESSIONS_OPEN = Gauge("mailwarden_sessions_open", "SMTP sessions the milter is serving now")
+STAGE_SECONDS = Histogram(
+    "mailwarden_stage_seconds",
+    "Time spent in each milter callback",
+    ["stage"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def serve(address: str) -> None:
+    """Expose /metrics on host:port (a background thread of prometheus-client)."""
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]"))
