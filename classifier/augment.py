@@ -78,7 +78,7 @@ def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
                    stage=find_stage(text) or (stage if stage != "unknown" else None))
 
 
-def augment(examples: list[Example], rng: random.Random, copies: int = 4, seeds_per_phrase: int = 8,
+def augment(examples: list[Example], rng: random.Random, copies: int = 2, seeds_per_phrase: int = 8,
             with_seeds: bool = True) -> list[Example]:
     """The examples, ``copies`` random variants of each, and the seed phrasings of every category."""
     out = list(examples)

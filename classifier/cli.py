@@ -90,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
     base = load_base() if args.base == "default" else []
     print(f"{len(examples)} examples from {args.examples}, {len(base)} base examples", file=sys.stderr)
     try:
-        train(base + examples, args.out, with_seeds=bool(base),
+        train(base + examples, args.out, with_seeds=bool(base), max_features=None,
               progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:
         print(f"mailwarden: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ SPELLINGS = (
     (re.compile(r"\bdoes ?n[o']?t\b|\bdoesnt\b"), "does not"),
     (re.compile(r"\bca ?n[o']?t\b|\bcannot\b"), "can not"),
 )
-MAX_WORDS = 160
+MAX_WORDS = 64
 
 
 def normalise(text: str) -> str:

@@ -25,12 +25,14 @@ from .taxonomy import FALLBACK_CATEGORY, default_types
 
 BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
 SEED = 20261127
+# Chosen by leave-one-MTA-family-out cross-validation on the train part (never on dev); see docs/classifier.md.
 REGULARISATION_C = 3.0
+MAX_FEATURES = 3000  # vocabulary cap: the dense TF-IDF row times the weights dominates inference time
 
 Progress = Callable[[str], None]
 
 
-def build_pipeline():  # -> sklearn.pipeline.Pipeline (sklearn is imported lazily: a training-only dependency)
+def build_pipeline(max_features: int | None = MAX_FEATURES):  # -> sklearn Pipeline (imported lazily: train extra)
     """Word uni+bigram TF-IDF over normalised text, then multinomial logistic regression."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -38,12 +40,13 @@ def build_pipeline():  # -> sklearn.pipeline.Pipeline (sklearn is imported lazil
 
     return Pipeline([
         ("tfidf", TfidfVectorizer(lowercase=False, token_pattern=r"[^ ]+", ngram_range=(1, 2),
-                                  binary=True, min_df=2)),
+                                  binary=True, min_df=2, max_features=max_features)),
         ("clf", LogisticRegression(C=REGULARISATION_C, max_iter=5000)),
     ])
 
 
-def fit(examples: list[Example], with_seeds: bool, progress: Progress = print):
+def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
+        max_features: int | None = MAX_FEATURES):
     """Augment, vectorise and fit; returns the fitted pipeline."""
     rng = random.Random(SEED)
     trainable = [e for e in examples if e.category != FALLBACK_CATEGORY]
@@ -54,7 +57,7 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print):
     progress(f"augmented to {len(augmented)} texts over {len(counts)} categories")
     if len(counts) < 2:
         raise ValueError("training needs at least two categories")
-    pipeline = build_pipeline()
+    pipeline = build_pipeline(max_features)
     progress("fitting TF-IDF + logistic regression ...")
     pipeline.fit([model_text(e.finding) for e in augmented], [e.category for e in augmented])
     progress("fitted")
@@ -99,9 +102,13 @@ def load_base(path: Path = BASE_EXAMPLES_PATH) -> list[Example]:
     return [Example(Finding(**r["finding"]), r["category"], r["group"]) for r in records]
 
 
-def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print):
-    """Fit and export; returns the fitted pipeline (for callers that check the ONNX agrees with it)."""
-    pipeline = fit(examples, with_seeds, progress)
+def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print,
+          max_features: int | None = MAX_FEATURES):
+    """Fit and export; returns the fitted pipeline (for callers that check the ONNX agrees with it).
+
+    Custom training passes ``max_features=None``: a frequency cap would drop the rare words of a new category.
+    """
+    pipeline = fit(examples, with_seeds, progress, max_features)
     export_onnx(pipeline, category_types(examples, list(pipeline.classes_)), out)
     progress(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
     return pipeline

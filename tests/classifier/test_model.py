@@ -100,7 +100,8 @@ def test_custom_category_is_learned_with_its_type(tmp_path):
     grey = [Example(Finding(recipient="", diagnostic=text), "greylisted", f"g{i}", "transient") for i, text in
             enumerate(["451 4.7.1 greylisted, please try again later", "450 greylisting in effect, come back soon",
                        "451 temporarily greylisted by the recipient's server", "greylisted: retry in 300 seconds"])]
-    train(load_base() + grey, tmp_path / "custom.onnx", with_seeds=True, progress=lambda _line: None)
+    train(load_base() + grey, tmp_path / "custom.onnx", with_seeds=True, progress=lambda _line: None,
+          max_features=None)
     model = OnnxModel(tmp_path / "custom.onnx")
     assert "greylisted" in model.labels and model.types["greylisted"] == "transient"
     meta = json.loads(model._session.get_modelmeta().custom_metadata_map["mailwarden.labels"])
