@@ -132,8 +132,7 @@ class MailwardenMilter(Milter.Base):
             if authserv_id_of(value) == self.engine.config.authserv_id.lower():
                 envelope.forged.append(envelope.ar_seen)
         if self.engine.classifier is not None:
-            raw = f"{name}: {value}".replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n"
-            envelope.raw_headers.append(raw.encode("utf-8", "surrogateescape"))
+            envelope.headers.append((name, value))
             if lower == "from" and self.engine.may_be_bounce(parseaddr(value)[1] or value):
                 envelope.body = bytearray()
         return Milter.CONTINUE
@@ -159,10 +158,8 @@ class MailwardenMilter(Milter.Base):
         metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
         for name, value in reversed(self.engine.headers(self.session, envelope)):
             self.addheader(name, value, 0)
-        if envelope.body is not None:
-            message = b"".join(envelope.raw_headers) + b"\r\n" + bytes(envelope.body)
-            for name, value in self.engine.bounce_headers(self.session, envelope, message):
-                self.addheader(name, value)
+        for name, value in self.engine.bounce_headers(envelope):
+            self.addheader(name, value)
         self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE
 

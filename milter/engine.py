@@ -137,10 +137,11 @@ class Engine:
         local = bare_address(address).rpartition("@")[0] if "@" in address else bare_address(address)
         return local.strip('"').lower() in BOUNCE_SENDERS
 
-    def bounce_headers(self, session: Session, envelope: Envelope, message: bytes) -> list[tuple[str, str]]:
+    def bounce_headers(self, envelope: Envelope) -> list[tuple[str, str]]:
         """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence."""
-        assert self.classifier is not None
-        report = self.classifier.analyse(message)
+        if self.classifier is None or envelope.body is None:
+            return []
+        report = self.classifier.analyse(envelope.raw_message())
         if not report.bounce:
             return []
         model = self.classifier.model_id

@@ -31,8 +31,14 @@ class Envelope:
     recipients: list[tuple[str, Decision]] = field(default_factory=list)
     forged: list[int] = field(default_factory=list)  # indexes (1-based) of A-R headers claiming our id
     ar_seen: int = 0  # Authentication-Results headers seen so far
-    raw_headers: list[bytes] = field(default_factory=list)  # kept while the message may be a bounce
+    headers: list[tuple[str, str]] = field(default_factory=list)  # kept while bounce labelling is on
     body: bytearray | None = None  # collected only for a message that may be a bounce
+
+    def raw_message(self) -> bytes:
+        """The message as the MTA passed it (headers, then the collected body), for the bounce parser."""
+        lines = [f"{name}: {value}".replace("\r\n", "\n").replace("\n", "\r\n") for name, value in self.headers]
+        head = "\r\n".join(lines).encode("utf-8", "surrogateescape")
+        return head + b"\r\n\r\n" + bytes(self.body or b"")
 
     def subject(self, session: Session) -> Subject:
         return Subject(ip=session.ip, helo=session.helo, sender=self.sender)
