@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from . import headers, metrics
 from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
 from .checks.iprev import IprevCheck
-from .checks.spf import SpfHeloCheck, SpfMailFromCheck, SpfResult
+from .checks.spf import SpfCheck, SpfResult
 from .classifier import BounceClassifier, header_value
 from .config import Config
 from .dns import Budget, Resolver
@@ -21,7 +21,7 @@ from .log import event
 from .policy import ACCEPT, Decision, decide
 from .session import Envelope, Session
 
-DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfHeloCheck(), SpfMailFromCheck())
+DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
 BOUNCE_SENDERS = frozenset({"", "mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "bounces"})
 BOUNCE_HEADER = "X-Mailwarden-Bounce"
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024  # the delivery-status part comes first; the attached original may be cut

@@ -7,7 +7,7 @@ import spf as pyspf
 
 from mailwarden.checks.base import DnsContext, Subject
 from mailwarden.checks.iprev import IprevCheck
-from mailwarden.checks.spf import SpfHeloCheck, SpfMailFromCheck, _current_dns
+from mailwarden.checks.spf import SpfCheck, _current_dns
 from mailwarden.config import Config, DnsConfig
 from mailwarden.dns import Budget, Resolver
 from mailwarden.engine import Engine
@@ -86,7 +86,7 @@ def test_iprev_looks_up_at_most_ten_names(server, dns):
 def test_spf_ptr_skips_a_name_whose_address_lookup_fails(dns):
     """RFC 7208 §5.5; pyspf 2.0.14 alone answers temperror here."""
     subject = Subject(ip="192.0.2.8", helo="ptr.test", sender="user@ptr.test")
-    assert SpfMailFromCheck().run(subject, dns).result == "pass"
+    assert SpfCheck("mailfrom").run(subject, dns).result == "pass"
     token = _current_dns.set(dns)
     try:
         assert pyspf.query(i="192.0.2.8", s="user@ptr.test", h="ptr.test").check()[0] == "temperror"
@@ -96,7 +96,7 @@ def test_spf_ptr_skips_a_name_whose_address_lookup_fails(dns):
 
 def test_helo_and_mailfrom_results_are_kept_apart(dns):
     subject = Subject(ip="192.0.2.1", helo="host-spf.test", sender="someone@v6.test")
-    helo, mailfrom = SpfHeloCheck().run(subject, dns), SpfMailFromCheck().run(subject, dns)
+    helo, mailfrom = SpfCheck("helo").run(subject, dns), SpfCheck("mailfrom").run(subject, dns)
     assert (helo.identity, helo.sender, helo.result) == ("helo", "postmaster@host-spf.test", "pass")
     assert (mailfrom.identity, mailfrom.domain, mailfrom.result) == ("mailfrom", "v6.test", "fail")
 
@@ -104,13 +104,13 @@ def test_helo_and_mailfrom_results_are_kept_apart(dns):
 @pytest.mark.parametrize("helo", ["[192.0.2.1]", "localhost", "a..b", "bad helo; x=y", "x" * 300, ""])
 def test_malformed_helo_gives_none_without_a_query(server, dns, helo):
     before = len(server.queries)
-    result = SpfHeloCheck().run(Subject(ip="192.0.2.1", helo=helo), dns)
+    result = SpfCheck("helo").run(Subject(ip="192.0.2.1", helo=helo), dns)
     assert result.result == "none" and result.problem == "malformed helo domain"
     assert len(server.queries) == before
 
 
 def test_ipv6_client_is_checked_with_aaaa_and_ip6(dns):
-    result = SpfMailFromCheck().run(Subject(ip="2001:db8::1", helo="v6.test", sender="a@v6.test"), dns)
+    result = SpfCheck("mailfrom").run(Subject(ip="2001:db8::1", helo="v6.test", sender="a@v6.test"), dns)
     assert (result.result, result.mechanism) == ("pass", "ip6:2001:db8::/32")
 
 

@@ -8,7 +8,7 @@ Checks never raise for DNS trouble: that is a result (temperror) like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
 from ..dns import Answer, Budget, Resolver
 
@@ -43,9 +43,9 @@ class CheckResult:
 
 
 class Check(Protocol):
-    name: ClassVar[str]
-    method: ClassVar[str]  # the Authentication-Results method it reports under
-    stage: ClassVar[Stage]
-    policy: ClassVar[str]  # prefix of the policy keys: "<policy>_<result>"
+    name: str  # unique: the key of its result in the session, and its name in logs and metrics
+    method: str  # the Authentication-Results method it reports under
+    stage: Stage
+    policy: str  # prefix of the policy keys: "<policy>_<result>"
 
     def run(self, subject: Subject, dns: DnsContext) -> CheckResult: ...

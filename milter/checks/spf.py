@@ -107,21 +107,16 @@ def _reason(word: str, sender: str, ip: str, problem: str) -> str:
     }.get(word, word)
 
 
-class SpfHeloCheck:
-    name: ClassVar[str] = "spf-helo"
+class SpfCheck:
+    """SPF of one identity: "helo" (policy keys helo_spf_*) or "mailfrom" (policy keys spf_*)."""
+
     method: ClassVar[str] = "spf"
     stage: ClassVar[Stage] = "mail"
-    policy: ClassVar[str] = "helo_spf"
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.name = f"spf-{identity}"
+        self.policy = "helo_spf" if identity == "helo" else "spf"
 
     def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
-        return evaluate("helo", subject, dns)
-
-
-class SpfMailFromCheck:
-    name: ClassVar[str] = "spf-mailfrom"
-    method: ClassVar[str] = "spf"
-    stage: ClassVar[Stage] = "mail"
-    policy: ClassVar[str] = "spf"
-
-    def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
-        return evaluate("mailfrom", subject, dns)
+        return evaluate(self.identity, subject, dns)
