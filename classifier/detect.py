@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from .extract import ADDRESS_RE, ROBOT_LOCALPARTS, Finding, cut_original
-from .parts import Message, content_type, header, walk_outer
+from .parts import Message, Parsed, content_type, header
 
 BOUNCE_SUBJECT_RE = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status notification|failure|failed|has failed|problem|report)"
@@ -49,14 +49,14 @@ def _robot_sender(msg: Message) -> bool:
         "mailer-daemon" in header(msg, "From").lower()
 
 
-def _is_feedback(msg: Message) -> bool:
+def _is_feedback(parsed: Parsed) -> bool:
+    msg = parsed.msg
     if content_type(msg) == "multipart/report" and "feedback" in (msg.get_param("report-type") or "").lower():
         return True
-    if any(content_type(p) == "message/feedback-report" for p in walk_outer(msg)):
+    if parsed.of_type("message/feedback-report"):
         return True
     # Provider complaint notices without the ARF part: a complaint subject and the reported message attached.
-    return bool(FEEDBACK_SUBJECT_RE.search(header(msg, "Subject"))) and any(
-        content_type(p) == "message/rfc822" for p in walk_outer(msg))
+    return bool(FEEDBACK_SUBJECT_RE.search(header(msg, "Subject"))) and bool(parsed.of_type("message/rfc822"))
 
 
 def _auto_reply_headers(msg: Message) -> bool:
@@ -84,16 +84,17 @@ def kind_from_actions(findings: list[Finding]) -> str | None:
     return None
 
 
-def detect_kind(msg: Message, findings: list[Finding], body: str) -> str:
-    """The report kind; ``findings`` are the extraction results and ``body`` the human_text of the message."""
-    if _is_feedback(msg):
+def detect_kind(parsed: Parsed, findings: list[Finding]) -> str:
+    """The report kind; ``findings`` are the extraction results for this message."""
+    msg = parsed.msg
+    if _is_feedback(parsed):
         return "feedback"
     has_status_part = any(f.action is not None for f in findings)  # only delivery-status fields set it
     if has_status_part:
         stated = kind_from_actions(findings)
         if stated:
             return stated
-    body = cut_original(body)
+    body = cut_original(parsed.body)
     robot = _robot_sender(msg)
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))

@@ -10,7 +10,7 @@ import email
 import re
 from dataclasses import dataclass, replace
 
-from .parts import Message, content_type, decode_bytes, header, part_text, walk_outer
+from .parts import Message, Parsed, decode_bytes, header, part_text
 
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 REPLY_RE = re.compile(r"(?<![\d.])([245][0-5]\d)(?:[\s\-]|$)")
@@ -130,10 +130,10 @@ def split_groups(block: Message) -> list[Message]:
     return groups
 
 
-def from_delivery_status(msg: Message, body: str) -> list[Finding]:
+def from_delivery_status(parsed: Parsed) -> list[Finding]:
     """Findings from every per-recipient group of every delivery-status part (RFC 3464 / RFC 6533)."""
-    blocks = [g for part in walk_outer(msg) if content_type(part) in STATUS_TYPES
-              for b in status_blocks(part) for g in split_groups(b)]
+    body = parsed.body
+    blocks = [g for part in parsed.of_type(*STATUS_TYPES) for b in status_blocks(part) for g in split_groups(b)]
     if not blocks:
         inline = INLINE_STATUS_RE.search(body)
         text = cut_original(body[inline.start():]) if inline else ""
@@ -207,11 +207,11 @@ def own_addresses(msg: Message) -> set[str]:
     return found
 
 
-def from_body(msg: Message, body: str) -> list[Finding]:
+def from_body(parsed: Parsed) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
-    text = cut_original(body)
-    skip = own_addresses(msg)
-    addresses = ADDRESS_RE.findall(header(msg, "X-Failed-Recipients"))
+    text = cut_original(parsed.body)
+    skip = own_addresses(parsed.msg)
+    addresses = ADDRESS_RE.findall(header(parsed.msg, "X-Failed-Recipients"))
     for line in text.splitlines():
         if NOT_RECIPIENT_LINE_RE.search(line):
             continue
@@ -220,11 +220,11 @@ def from_body(msg: Message, body: str) -> list[Finding]:
             if low in skip or not _looks_like_mailbox(low) or low in (a.lower() for a in addresses):
                 continue
             addresses.append(address)
-    originals = {a.lower() for a in original_recipients(msg, body)}
+    originals = {a.lower() for a in original_recipients(parsed)}
     if originals & {a.lower() for a in addresses}:
         addresses = [a for a in addresses if a.lower() in originals]
     if not addresses:
-        return [finding_from_text(next(iter(original_recipients(msg, body)), ""), text)]
+        return [finding_from_text(next(iter(original_recipients(parsed)), ""), text)]
     preamble = text[: text.lower().find(addresses[0].lower())]
     findings = []
     for i, address in enumerate(addresses):
@@ -252,11 +252,12 @@ def _looks_like_mailbox(address: str) -> bool:
     return local.split("+")[0] not in ROBOT_LOCALPARTS and not MESSAGE_ID_LOCAL_RE.match(local)
 
 
-def original_recipients(msg: Message, body: str) -> list[str]:
+def original_recipients(parsed: Parsed) -> list[str]:
     """To/Cc of the returned original (attached or quoted below the marker): who the failure can be about."""
     sources: list[Message] = []
-    for part in walk_outer(msg):
-        if part is not msg and content_type(part) in ("message/rfc822", "text/rfc822-headers"):
+    body = parsed.body
+    for part in parsed.of_type("message/rfc822", "text/rfc822-headers"):
+        if part is not parsed.msg:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 sources.append(inner[0])
@@ -270,15 +271,12 @@ def original_recipients(msg: Message, body: str) -> list[str]:
     return [a for source in sources for name in ("To", "Cc") for a in ADDRESS_RE.findall(header(source, name))]
 
 
-def extract(msg: Message, body: str) -> list[Finding]:
-    """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text).
-
-    ``body`` is human_text(msg), computed once by the caller because detection reads it too.
-    """
-    findings = from_delivery_status(msg, body)
+def extract(parsed: Parsed) -> list[Finding]:
+    """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text)."""
+    findings = from_delivery_status(parsed)
     if findings:
         return _dedupe(findings)
-    return from_body(msg, body)
+    return from_body(parsed)
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -30,11 +30,13 @@ SPELLINGS = (
     (re.compile(r"\bca ?n[o']?t\b|\bcannot\b"), "can not"),
 )
 MAX_WORDS = 64
+# The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
+MAX_CHARS = 600
 
 
 def normalise(text: str) -> str:
     """Lower-case words with addresses, URLs, IPs, hosts and numbers replaced by placeholders."""
-    text = text.lower()
+    text = text[:MAX_CHARS].lower()
     text = URL_RE.sub(" zurl ", text)
     text = ADDRESS_RE.sub(" zaddr ", text)
     text = IP_RE.sub(" zip ", text)

@@ -13,7 +13,8 @@ import email.message
 import email.policy
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 # Diagnostics sit at the top of a bounce; what follows is usually the returned original. Parsing only this
 # much keeps a 10 MB bounce as cheap as a 10 kB one.
@@ -31,7 +32,27 @@ OPAQUE_TYPES = frozenset({
 BOUNDARY_LINE_RE = re.compile(rb"(?m)^--([^\s]{1,200})\r?$")
 
 
-def parse(raw: bytes) -> Message:
+@dataclass(frozen=True)
+class Parsed:
+    """A bounce parsed once: the message, its outer parts with their content types, and its readable text."""
+
+    msg: Message
+    parts: tuple[tuple[Message, str], ...]
+    body: str
+
+    def of_type(self, *types: str) -> list[Message]:
+        """The outer parts (the message itself included) of the given content types, in order."""
+        return [part for part, ctype in self.parts if ctype in types]
+
+
+def parse(raw: bytes) -> Parsed:
+    """Parse the message and compute what every later step reads (content types are costly to recompute)."""
+    msg = parse_message(raw)
+    parts = tuple(walk_outer(msg))
+    return Parsed(msg, parts, human_text(parts))
+
+
+def parse_message(raw: bytes) -> Message:
     """Parse at most MAX_PARSED_BYTES with the lenient compat32 policy (defects are recorded, not raised).
 
     A multipart whose declared boundary never occurs (MTAs do send those) is re-parsed with the boundary that
@@ -103,9 +124,9 @@ def content_type(part: Message) -> str:
     return part.get_content_type().split()[0].rstrip(";").lower()
 
 
-def walk_outer(msg: Message) -> Iterator[Message]:
-    """All parts of the bounce itself, not descending into attached originals (message/rfc822 and friends)."""
-    yield msg
+def walk_outer(msg: Message, ctype: str | None = None) -> Iterator[tuple[Message, str]]:
+    """(part, content type) of the bounce itself, not descending into attached originals (message/rfc822...)."""
+    yield msg, ctype or content_type(msg)
     if not msg.is_multipart():
         return
     payload = msg.get_payload()
@@ -114,20 +135,19 @@ def walk_outer(msg: Message) -> Iterator[Message]:
     for sub in payload:
         if not isinstance(sub, Message):
             continue
-        ctype = content_type(sub)
-        if ctype in OPAQUE_TYPES:
-            yield sub
+        sub_type = content_type(sub)
+        if sub_type in OPAQUE_TYPES:
+            yield sub, sub_type
         else:
-            yield from walk_outer(sub)
+            yield from walk_outer(sub, sub_type)
 
 
-def human_text(msg: Message) -> str:
+def human_text(parts: Iterable[tuple[Message, str]]) -> str:
     """The human-readable text of the bounce (text/* parts outside any attached original), HTML stripped."""
     chunks: list[str] = []
-    for part in walk_outer(msg):
+    for part, ctype in parts:
         if part.is_multipart():
             continue
-        ctype = content_type(part)
         broken_multipart = ctype.startswith("multipart/")  # a multipart whose parts could not be found
         if ctype == "text/plain" or broken_multipart or (ctype == "text/html" and not chunks):
             text = part_text(part)

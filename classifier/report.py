@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .detect import detect_kind
 from .extract import Finding, extract
-from .parts import human_text, parse
+from .parts import parse
 
 # Which delivery-status Action values belong in the report of each kind.
 ACTIONS_BY_KIND = {
@@ -16,10 +16,9 @@ ACTIONS_BY_KIND = {
 
 def reported_findings(raw: bytes) -> tuple[str, list[Finding]]:
     """The kind of report and its recipients in order; look-alikes without recipients get an empty list."""
-    msg = parse(raw)
-    body = human_text(msg)
-    findings = extract(msg, body)
-    kind = detect_kind(msg, findings, body)
+    parsed = parse(raw)
+    findings = extract(parsed)
+    kind = detect_kind(parsed, findings)
     wanted = ACTIONS_BY_KIND.get(kind)
     if wanted is None:
         return kind, []

@@ -81,6 +81,13 @@ def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = D
         options={id(pipeline.named_steps["clf"]): {"zipmap": False},
                  id(pipeline.named_steps["tfidf"]): {"locale": "C.UTF-8"}},
     )
+    # skl2onnx names the graph with a random uuid and lists opsets in set order: fix both, so the same
+    # training data gives the same file (and so the same model id).
+    onx.graph.name = "mailwarden_bounce_classifier"
+    opsets = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in opsets:
+        onx.opset_import.add(domain=domain, version=version)
     labels = [str(label) for label in pipeline.classes_]
     for key, value in ((META_LABELS, json.dumps(labels)), (META_TYPES, json.dumps(types)),
                        (META_THRESHOLD, str(threshold))):

@@ -91,6 +91,10 @@ def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
     texts = [model_text(e.finding) for e in corpus_examples(CORPUS, "dev")]
     onnx_probabilities = OnnxModel(tmp_path / "m.onnx").probabilities(texts)
     np.testing.assert_allclose(onnx_probabilities, pipeline.predict_proba(texts), atol=1e-5)
+    # ... and the shipped model is what the documented train command produces (allowing for a near-tie or two
+    # flipping under another scikit-learn version).
+    shipped = OnnxModel(default_model_path()).probabilities(texts)
+    assert np.sum(shipped.argmax(axis=1) != onnx_probabilities.argmax(axis=1)) <= 2
 
 
 def test_custom_category_is_learned_with_its_type(tmp_path):
