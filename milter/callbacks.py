@@ -156,7 +156,7 @@ class MailwardenMilter(Milter.Base):
         for index in reversed(envelope.forged):
             self.chgheader(AR_HEADER, index, "")
         metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
-        for name, value in reversed(self.engine.headers(self.session, envelope)):
+        for name, value in reversed(self.engine.result_headers(self.session, envelope)):
             self.addheader(name, value, 0)
         for name, value in self.engine.bounce_headers(envelope):
             self.addheader(name, value)

@@ -45,7 +45,7 @@ def check_report(engine: Engine, ip: str, helo: str, sender: str) -> dict:
     report: dict = {
         "iprev": {"result": iprev.result, "names": list(iprev.names)} if isinstance(iprev, IprevResult) else None,
         "spf": {},
-        "headers": dict(engine.headers(session, envelope)),
+        "headers": dict(engine.result_headers(session, envelope)),
     }
     for result in envelope.results.values():
         if isinstance(result, SpfResult):

@@ -112,13 +112,12 @@ class Engine:
         else:
             policy = self.config.policy_for(domain_of(recipient))
             decision = decide(((c.policy, r) for c, r in self.results(session, envelope)), policy)
-        envelope.recipients.append((recipient, decision))
         metrics.ACTIONS.labels(decision.action, decision.key or "none").inc()
         if not decision.accepted:
             self.log(session, envelope, decision, recipient)
         return decision
 
-    def headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
+    def result_headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
         """The fields to prepend, top first: Received-SPF (MAIL FROM verdict), then Authentication-Results."""
         results = [r for _, r in self.results(session, envelope)]
         out = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checks.base import CheckResult, Subject
-from .policy import Decision
 
 
 @dataclass
@@ -28,7 +27,6 @@ class Envelope:
     queue_id: str = ""
     skip: str = ""
     results: dict[str, CheckResult] = field(default_factory=dict)  # mail-stage checks, by check name
-    recipients: list[tuple[str, Decision]] = field(default_factory=list)
     forged: list[int] = field(default_factory=list)  # indexes (1-based) of A-R headers claiming our id
     ar_seen: int = 0  # Authentication-Results headers seen so far
     headers: list[tuple[str, str]] = field(default_factory=list)  # kept while bounce labelling is on
