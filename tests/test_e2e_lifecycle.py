@@ -3,9 +3,13 @@ message, a broken file is refused while service goes on, SIGTERM lets an open se
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import signal
 import smtplib
+import subprocess
+import sys
 import threading
 import time
 
@@ -84,3 +88,50 @@ def test_sigterm_lets_an_open_session_finish_then_exits(stack):
     assert postfix.delivered("finishing-after-sigterm")["Authentication-Results"].startswith(AUTHSERV_ID)
     assert daemon.proc.wait(40) == 0
     assert "stopping signal=SIGTERM" in daemon.log()
+
+
+def dsn(marker: str, recipient: str, status: str, diagnostic: str) -> bytes:
+    """A minimal RFC 3464 delivery-status notification."""
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@relay.example>\r\nTo: <alice@example.org>\r\n"
+        f"Subject: Undelivered Mail Returned to Sender {marker}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
+        "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\r\n\r\n--b1--\r\n"
+    ).encode()
+
+
+def test_custom_category_model_is_picked_up_on_sighup(stack, tmp_path):
+    daemon, postfix = stack
+    examples = tmp_path / "examples.jsonl"
+    texts = ["greylisted, try again later", "Recipient address rejected: Greylisted for 5 minutes",
+             "greylisting in action, please come back later", "try again later (greylisted)",
+             "temporarily deferred due to greylisting", "Greylisted: try again in 300 seconds"]  # fmt: skip
+    lines = [{"text": t, "category": "greylisted", "type": "transient"} for t in texts]
+    lines += [{"text": t, "category": "bad-mailbox", "type": "hard"} for t in
+              ["user unknown", "No such user here", "mailbox does not exist", "unknown recipient"]]  # fmt: skip
+    examples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    model = tmp_path / "custom.onnx"
+    trained = subprocess.run([sys.executable, "-m", "mailwarden.cli", "train", "--examples", str(examples),
+                              "--out", str(model)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    model_id = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+
+    def label(marker: str) -> str:
+        with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
+            smtp.sendmail(
+                "",
+                ["alice@example.org"],
+                dsn(marker, "carol@far.example", "4.7.1", "450 4.7.1 Greylisted, please try again in 5 minutes"),
+            )
+        return postfix.delivered(marker)["X-Mailwarden-Bounce"]
+
+    assert f"model={model_id}" not in label("before-custom-model")
+    daemon.config.write_text(daemon.config.read_text().replace("[dns]", f'[bounce]\nmodel = "{model}"\n\n[dns]'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: f"bounce_model={model_id}" in daemon.log(), 30, "the reload with the custom model")
+    after = label("after-custom-model")
+    assert after.startswith("carol@far.example; category=greylisted; type=transient; status=4.7.1;")
+    assert after.endswith(f"model={model_id}")
