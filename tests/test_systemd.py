@@ -35,4 +35,3 @@ def test_unit_sandbox_exposure_stays_low(installed_unit: Path):
                           capture_output=True, text=True)  # fmt: skip
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout)[1])
     assert score <= 2.0, proc.stdout
-
