@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 # Diagnostics sit at the top of a bounce; what follows is usually the returned original. Parsing only this
 # much keeps a 10 MB bounce as cheap as a 10 kB one.
-MAX_PARSED_BYTES = 64 * 1024
+MAX_PARSED_BYTES = 128 * 1024
 MAX_TEXT_CHARS = 64 * 1024
 
 Message = email.message.Message
