@@ -14,8 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,9 +235,3 @@ def machine() -> dict[str, str]:
         "postfix": postfix,
         "pymilter": getattr(Milter, "__version__", "?"),
     }
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start

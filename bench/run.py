@@ -323,6 +323,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             ]) + " |")  # fmt: skip
     out += ["", "| ratio | socket | median (min–max) |", "|---|---|---|"]
     out += [f"| {name} | {sock} | {spread.fmt(3 if '/' in name else 2)} |" for name, sock, spread in ratio_rows(runs)]
+    if ok:
+        loads = Spread.of(p.loadavg for r in ok for p in (r.load, r.single))
+        out += ["", f"1-minute load average at the end of each load (this machine is shared): {loads.fmt(1)}"]
     failed = [r for r in runs if r.error]
     if failed:
         out += ["", "FAILED:"] + [f"  round {r.round} {r.key} {r.socket}: {r.error}" for r in failed]

@@ -1,0 +1,346 @@
+"""mailwarden alone, driven over the milter protocol with no MTA: its own msg/s, per-callback cost, and RSS.
+
+    sudo .venv/bin/python -m bench.milter_direct [--messages 2000] [--concurrency 1 20 200] [--profile DIR]
+
+The client plays Postfix 3.7's side of the protocol (same macros, one milter connection per SMTP session,
+one message per session, every stage sent) over asyncio, with miltertest's codec for the wire format.
+`mailwarden run` gets a unix socket and the loopback DNS server. Two DNS modes:
+
+- cached: 50 clients, each seen once before the measurement, so every lookup is a cache hit;
+- uncached: every session is a client never seen before (its own PTR name, HELO domain, sender domain and
+  SPF include), so every session costs 5 DNS queries: PTR, A, TXT of the HELO name, TXT of the sender
+  domain and of its include.
+
+Per callback it reports the round trip seen by the client (at 1 session that is the milter's own cost plus
+one unix-socket hop); per message the milter's CPU; after the 200-session loads the peak RSS (VmHWM).
+Any reply other than continue, any protocol error or timeout counts as an error; exits 1 if there is one.
+With --profile, py-spy samples the daemon during the 20-session cached load and the hottest functions are
+printed (the raw collapsed stacks are kept in DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from miltertest import codec
+from miltertest import constants as smfi
+
+from bench.lab import (
+    DNS_TTL,
+    Client,
+    Endpoint,
+    MilterProcess,
+    Spread,
+    machine,
+    process_cpu,
+    synthetic_clients,
+    zone_for,
+)
+from tests.dnsserver import TestDNSServer
+from tests.postfix import make_base_dir
+
+CACHED_CLIENTS = 50
+TIMEOUT = 30.0  # seconds for one reply; libmilter or DNS trouble shows up as an error, not a hang
+HEADERS = (
+    ("From", "Alice <{sender}>"),
+    ("To", "Bob <bob@example.org>"),
+    ("Subject", "benchmark message {n}"),
+    ("Date", "Fri, 27 Nov 2026 21:00:00 +0000"),
+    ("Message-ID", "<{n}.bench@{host}>"),
+    ("MIME-Version", "1.0"),
+    ("Content-Type", "text/plain; charset=us-ascii"),
+)
+BODY = "This is a benchmark message.\r\n" * 32  # ~1 KB, like a short real message
+NAMES = {"C": "connect", "H": "helo", "M": "mail", "R": "rcpt", "T": "data", "L": "header", "N": "eoh",
+         "B": "body", "E": "eom"}  # fmt: skip
+NO_REPLY = {"C": smfi.SMFIP_NR_CONN, "H": smfi.SMFIP_NR_HELO, "M": smfi.SMFIP_NR_MAIL, "R": smfi.SMFIP_NR_RCPT,
+            "T": smfi.SMFIP_NR_DATA, "L": smfi.SMFIP_NR_HDR, "N": smfi.SMFIP_NR_EOH,
+            "B": smfi.SMFIP_NR_BODY}  # fmt: skip
+MODIFICATIONS = {smfi.SMFIR_ADDHEADER, smfi.SMFIR_INSHEADER, smfi.SMFIR_CHGHEADER}
+
+
+class ProtocolError(Exception):
+    """The milter answered something Postfix would not have accepted for a clean message."""
+
+
+@dataclass
+class Tally:
+    """What one load measured, across all its sessions."""
+
+    rtt: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # per command code
+    sessions: list[float] = field(default_factory=list)
+    modifications: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+class Session:
+    """One milter connection, as Postfix opens one per SMTP session."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tally: Tally) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.tally = tally
+        self.buffer = b""
+        self.protocol = 0
+
+    async def receive(self) -> tuple[str, dict]:
+        while True:
+            try:
+                cmd, fields, self.buffer = codec.decode_msg(self.buffer)
+            except codec.MilterIncomplete:
+                data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
+                if not data:
+                    raise ProtocolError("milter closed the connection") from None
+                self.buffer += data
+                continue
+            if cmd != smfi.SMFIR_PROGRESS:
+                return cmd, fields
+
+    async def negotiate(self) -> None:
+        self.writer.write(codec.encode_optneg(smfi.SMFI_V6_ACTS, smfi.SMFI_V6_PROT))
+        cmd, fields = await self.receive()
+        if cmd != smfi.SMFIC_OPTNEG:
+            raise ProtocolError(f"negotiation answered with {cmd!r}")
+        self.protocol = fields["protocol"]
+
+    def macros(self, stage: str, **values: str) -> None:
+        self.writer.write(codec.encode_msg(smfi.SMFIC_MACRO, cmdcode=stage,
+                                           nameval=[x for item in values.items() for x in item]))  # fmt: skip
+
+    async def call(self, cmd: str, **fields: object) -> None:
+        """Send one command and wait for its reply (unless the milter negotiated no reply for it)."""
+        start = time.perf_counter()
+        self.writer.write(codec.encode_msg(cmd, **fields))
+        if self.protocol & NO_REPLY.get(cmd, 0):
+            return
+        reply, _ = await self.receive()
+        while cmd == smfi.SMFIC_BODYEOB and reply in MODIFICATIONS:
+            self.tally.modifications[reply] += 1
+            reply, _ = await self.receive()
+        self.tally.rtt[cmd].append(time.perf_counter() - start)
+        if reply != smfi.SMFIR_CONTINUE and not (cmd == smfi.SMFIC_BODYEOB and reply == smfi.SMFIR_ACCEPT):
+            raise ProtocolError(f"{NAMES.get(cmd, cmd)} answered {reply!r}")
+
+    async def message(self, client: Client, number: int) -> None:
+        await self.negotiate()
+        self.macros("C", j="mx.bench.test", _=f"{client.host} [{client.ip}]", **{"{daemon_name}": "smtpd"})
+        await self.call(smfi.SMFIC_CONNECT, hostname=client.host, family=smfi.SMFIA_INET, port=40000 + number % 20000,
+                        address=client.ip)  # fmt: skip
+        await self.call(smfi.SMFIC_HELO, helo=client.host)
+        self.macros("M", **{"{mail_addr}": client.sender, "{mail_mailer}": "smtp"})
+        await self.call(smfi.SMFIC_MAIL, args=[f"<{client.sender}>"])
+        self.macros("R", **{"{rcpt_addr}": "bob@example.org", "{rcpt_mailer}": "smtp"})
+        await self.call(smfi.SMFIC_RCPT, args=["<bob@example.org>"])
+        self.macros("T", i=f"Q{number:010X}")
+        await self.call(smfi.SMFIC_DATA)
+        for name, value in HEADERS:
+            await self.call(smfi.SMFIC_HEADER, name=name, value=value.format(sender=client.sender, n=number,
+                                                                            host=client.host))  # fmt: skip
+        await self.call(smfi.SMFIC_EOH)
+        await self.call(smfi.SMFIC_BODY, buf=BODY)
+        await self.call(smfi.SMFIC_BODYEOB)
+        self.writer.write(codec.encode_msg(smfi.SMFIC_QUIT))
+        await self.writer.drain()
+
+
+async def one_session(path: Path, client: Client, number: int, tally: Tally) -> None:
+    start = time.perf_counter()
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), TIMEOUT)
+        await Session(reader, writer, tally).message(client, number)
+        tally.sessions.append(time.perf_counter() - start)
+    except (OSError, TimeoutError, ProtocolError, codec.MilterProtoError) as exc:
+        tally.errors.append(f"session {number} ({client.ip}): {type(exc).__name__}: {exc}")
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def load(path: Path, clients: list[Client], concurrency: int) -> tuple[Tally, float]:
+    """Every client once, `concurrency` sessions in flight at any time; returns the tally and the wall time."""
+    tally = Tally()
+    queue = iter(enumerate(clients))
+
+    async def worker() -> None:
+        for number, client in queue:
+            await one_session(path, client, number, tally)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return tally, time.perf_counter() - start
+
+
+@dataclass
+class Result:
+    dns: str
+    concurrency: int
+    messages: int
+    wall: float
+    milter_cpu: float
+    dns_queries: int
+    rss_peak: int
+    tally: Tally
+
+    def line(self) -> str:
+        rtt = self.tally.rtt
+        per_callback = " | ".join(
+            f"{_mean(rtt[code]) * 1e3:.3f}" if rtt.get(code) else "-" for code in ("C", "H", "M", "R", "L", "E")
+        )
+        sessions = sorted(self.tally.sessions) or [0.0]
+        return (
+            f"| {self.dns} | {self.concurrency} | {self.messages / self.wall:.0f} | "
+            f"{self.milter_cpu / self.messages * 1e3:.2f} | {sessions[len(sessions) // 2] * 1e3:.2f} | "
+            f"{sessions[int(len(sessions) * 0.99)] * 1e3:.2f} | {per_callback} | "
+            f"{self.dns_queries / self.messages:.2f} | {self.rss_peak / 2**20:.0f} | {len(self.tally.errors)} |"
+        )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _peak_rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+
+
+class DirectBench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.base = make_base_dir()
+        # Every client the run will use, in one zone: the cached set and one fresh client per uncached session.
+        fresh = args.messages * len(args.concurrency) * args.rounds
+        self.clients = synthetic_clients(CACHED_CLIENTS + fresh)
+        self.cached, self.fresh = self.clients[:CACHED_CLIENTS], iter(self.clients[CACHED_CLIENTS:])
+        self.dns = TestDNSServer(zone_for(self.clients, shared_include=False), ttl=DNS_TTL).start()
+        endpoint = Endpoint.make("unix", self.base)
+        if args.milter == "noop":
+            argv = [sys.executable, "-m", "bench.noop_milter", endpoint.milter]
+            self.milter = MilterProcess("noop", argv, endpoint, self.base).start()
+        else:
+            self.milter = MilterProcess.mailwarden(endpoint, self.base, self.dns.port).start()
+        assert endpoint.path is not None
+        self.path = endpoint.path
+
+    def close(self) -> None:
+        self.milter.stop()
+        self.dns.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def measure(self, mode: str, concurrency: int, profile: Path | None = None) -> Result:
+        if mode == "cached":
+            clients = [self.cached[i % CACHED_CLIENTS] for i in range(self.args.messages)]
+        else:
+            clients = [next(self.fresh) for _ in range(self.args.messages)]
+        cpu, queries = process_cpu(self.milter.pid), len(self.dns.queries)
+        spy = self.start_profile(profile) if profile else None
+        tally, wall = asyncio.run(load(self.path, clients, concurrency))
+        if spy is not None:
+            spy.send_signal(2)  # py-spy writes its output on SIGINT
+            spy.wait(60)
+        return Result(mode, concurrency, len(clients), wall, process_cpu(self.milter.pid) - cpu,
+                      len(self.dns.queries) - queries, _peak_rss(self.milter.pid), tally)  # fmt: skip
+
+    def start_profile(self, directory: Path) -> subprocess.Popen:
+        directory.mkdir(parents=True, exist_ok=True)
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        out = directory / "mailwarden.collapsed"
+        proc = subprocess.Popen([spy, "record", "--pid", str(self.milter.pid), "--format", "raw", "--rate", "500",
+                                 "--gil", "--output", str(out), "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(1.0)  # py-spy attaches before the load starts
+        return proc
+
+
+def hottest(collapsed: Path, top: int = 25) -> str:
+    """Inclusive share of the samples per function (a function counted once per stack), busiest first."""
+    inclusive: Counter = Counter()
+    own: Counter = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack.strip():  # a thread waiting in C (libmilter) with no Python frame: idle, not work
+            continue
+        frames = [_short(frame) for frame in stack.split(";")]
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    rows = [f"{inclusive[f] / total:6.1%} {own[f] / total:6.1%}  {f}" for f, _ in inclusive.most_common(top)]
+    return "inclusive  self  function (file)\n" + "\n".join(rows)
+
+
+def _short(frame: str) -> str:
+    """'func (path/to/file.py:12)' -> 'func (file.py)': lines of one function add up."""
+    function, _, where = frame.partition(" (")
+    return f"{function} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else function
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000, help="sessions (one message each) per load")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 20, 200])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--milter",
+        choices=("mailwarden", "noop"),
+        default="mailwarden",
+        help="noop: bench/noop_milter.py, pymilter's own cost for the same conversation",
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy the 20-session cached load, keep stacks here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (config, daemon log)")
+    args = parser.parse_args()
+    bench = DirectBench(args)
+    results = []
+    try:
+        bench.measure("cached", 1)  # warm-up: the 50 cached clients' DNS, the code paths, the threads
+        for _ in range(args.rounds):
+            for concurrency in args.concurrency:
+                for mode in ("cached", "uncached"):
+                    profile = args.profile if (args.profile and mode == "cached" and concurrency == 20) else None
+                    result = bench.measure(mode, concurrency, profile)
+                    results.append(result)
+                    print(result.line(), file=sys.stderr, flush=True)
+        alive = bench.milter.alive()
+    finally:
+        bench.close()
+    print(f"Machine: {machine()}  load average {os.getloadavg()[0]:.1f}")
+    print("Command: python -m bench.milter_direct " + " ".join(sys.argv[1:]))
+    print()
+    print(
+        "| DNS | sessions | msg/s | milter CPU ms/msg | session p50 ms | session p99 ms | connect ms | helo ms "
+        "| mail ms | rcpt ms | header ms | eom ms | DNS queries/msg | peak RSS MB | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for result in results:
+        print(result.line())
+    for mode in ("cached", "uncached"):
+        for concurrency in args.concurrency:
+            rates = [r.messages / r.wall for r in results if r.dns == mode and r.concurrency == concurrency]
+            if len(rates) > 1:
+                print(f"{mode} {concurrency} sessions: msg/s {Spread.of(rates).fmt(0)}")
+    errors = [e for r in results for e in r.tally.errors]
+    for error in errors[:10]:
+        print("ERROR", error)
+    if args.profile:
+        print()
+        print(hottest(args.profile / "mailwarden.collapsed"))
+    if not alive:
+        print("ERROR mailwarden died during the run")
+    return 1 if errors or not alive else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
