@@ -40,10 +40,6 @@ class BounceClassifier:
         """Load a model file (default: the shipped one); raises ModelError (a ValueError) or OSError."""
         return cls(OnnxModel(path if path is not None else default_model_path()))
 
-    @property
-    def labels(self) -> list[str]:
-        return list(self._model.labels)
-
     def analyse(self, message: bytes) -> BounceReport:
         """The report for one message; any failure inside yields a 'none' report instead of an exception."""
         try:

@@ -14,8 +14,12 @@ from .parts import Message, Parsed, decode_bytes, header, part_text
 
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 REPLY_RE = re.compile(r"(?<![\d.])([245][0-5]\d)(?:[\s\-]|$)")
-ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-=/!#$&'*^`{|}~]*@[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
-                        r"\.[A-Za-z]{2,}")
+# Linear-time by construction: a match can only start where a local part starts (look-behind), and every
+# repetition is bounded (local part <= 64, domain <= 253), so long runs of letters or dots cannot make the
+# search quadratic - a bounce body is attacker-controlled input.
+_LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
+ADDRESS_RE = re.compile(rf"(?<![{_LOCAL}])[A-Za-z0-9][{_LOCAL}]{{0,63}}@[A-Za-z0-9](?:[A-Za-z0-9\-.]{{0,251}}"
+                        r"[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
 # Lines after which a body-only bounce quotes the original message.
 ORIGINAL_LINE_RE = re.compile(
     r"(?im)^[ \t\-=_*>|]*(?:"
@@ -42,6 +46,10 @@ INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-
 NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support")
 MAX_DIAGNOSTIC = 1000
 MAX_BLOCK_LINES = 12
+# An address this far into its line starts its own block (the line before it is someone else's text).
+MAX_LINE_LEAD = 200
+# More recipients than this in one bounce are not reported on (bounds the per-recipient work).
+MAX_RECIPIENTS = 100
 # A recipient block shorter than this says nothing by itself; the text above it then holds the reason.
 MIN_BLOCK_CHARS = 24
 
@@ -139,7 +147,7 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
         text = cut_original(body[inline.start():]) if inline else ""
         blocks = [g for b in blocks_from_text(text) for g in split_groups(b)]
     findings: list[Finding] = []
-    for block in blocks:
+    for block in blocks[: MAX_RECIPIENTS * 2]:
         rcpt = header(block, "Final-Recipient") or header(block, "Original-Recipient")
         if rcpt:
             findings.append(_finding_from_block(block, clean_address(rcpt), body))
@@ -180,23 +188,29 @@ def cut_original(text: str) -> str:
 
 
 def recipient_block(text: str, address: str, next_address: str | None = None) -> str:
-    """The lines from the first mention of the address up to the next recipient's first mention."""
-    lines = text.splitlines()
-    low = address.lower()
-    start = next((i for i, line in enumerate(lines) if low in line.lower()), None)
-    if start is None:
+    """The text from the first mention of the address up to the next recipient's first mention.
+
+    Works on a bounded window (MAX_DIAGNOSTIC characters), so a huge one-line body costs no more than a
+    normal one.
+    """
+    lowered = text.lower()
+    position = lowered.find(address.lower())
+    if position < 0:
         return ""
-    if next_address and len(ADDRESS_RE.sub("", lines[start]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
+    line_start = lowered.rfind("\n", 0, position) + 1
+    start = line_start if position - line_start <= MAX_LINE_LEAD else position
+    lines = text[start:start + MAX_DIAGNOSTIC].splitlines()
+    if next_address and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
         # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
-        end = start + 1
+        end = 1
         while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
             end += 1
-        return "\n".join(lines[start:end])
-    end = min(len(lines), start + MAX_BLOCK_LINES)
+        return "\n".join(lines[:end])
+    lines = lines[:MAX_BLOCK_LINES]
     if next_address:
-        nxt = next_address.lower()
-        end = next((i for i in range(start + 1, end) if nxt in lines[i].lower()), end)
-    return "\n".join(lines[start:end])
+        following = next_address.lower()
+        lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
+    return "\n".join(lines)
 
 
 def own_addresses(msg: Message) -> set[str]:
@@ -211,14 +225,16 @@ def from_body(parsed: Parsed) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
     text = cut_original(parsed.body)
     skip = own_addresses(parsed.msg)
-    addresses = ADDRESS_RE.findall(header(parsed.msg, "X-Failed-Recipients"))
+    addresses = ADDRESS_RE.findall(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
+    seen = {a.lower() for a in addresses}
     for line in text.splitlines():
-        if NOT_RECIPIENT_LINE_RE.search(line):
+        if "@" not in line or NOT_RECIPIENT_LINE_RE.search(line):
             continue
         for address in ADDRESS_RE.findall(line):
             low = address.lower()
-            if low in skip or not _looks_like_mailbox(low) or low in (a.lower() for a in addresses):
+            if low in skip or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
                 continue
+            seen.add(low)
             addresses.append(address)
     originals = {a.lower() for a in original_recipients(parsed)}
     if originals & {a.lower() for a in addresses}:

@@ -90,7 +90,9 @@ def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
     pipeline = train(examples, tmp_path / "m.onnx", with_seeds=True, progress=lambda _line: None)
     texts = [model_text(e.finding) for e in corpus_examples(CORPUS, "dev")]
     onnx_probabilities = OnnxModel(tmp_path / "m.onnx").probabilities(texts)
-    np.testing.assert_allclose(onnx_probabilities, pipeline.predict_proba(texts), atol=1e-5)
+    expected = pipeline.predict_proba(texts)
+    np.testing.assert_array_equal(onnx_probabilities.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(onnx_probabilities, expected, atol=1e-3)  # float32 graph vs float64 sklearn
     # ... and the shipped model is what the documented train command produces (allowing for a near-tie or two
     # flipping under another scikit-learn version).
     shipped = OnnxModel(default_model_path()).probabilities(texts)
