@@ -46,7 +46,7 @@ HOSTILE_PTR = {  # client address -> the PTR target as raw label bytes (each als
     "192.0.2.102": b'a"b(c)d\\e f.test',
     "192.0.2.103": b"x\r\nX-Injected: 1.test",
     "192.0.2.104": b"nul\x00del\x7fbell\x07.test",
-    "192.0.2.105": b"b\xc3\xbccher.\xff\xfe.test",
+    "192.0.2.105": b"b\xc3\xbccher.\xe4\xb8\xad.test",  # 8-bit (the test server's dnslib cannot parse \xff)
     "192.0.2.106": b".".join([b"a" * 63] * 3 + [b"b" * 61]),  # 255 octets on the wire, the maximum
 }
 FILLER = "x" * 200
@@ -84,7 +84,9 @@ HOSTILE_ZONE = {
     "double.test": [("TXT", "v=spf1 ip4:192.0.2.10 -all"), ("TXT", "v=spf1 -all")],
     "inc-timeout.test": [("TXT", "v=spf1 include:timeout.test -all")],
     # SPF text from a hostile zone ends up in problem= and in reply texts
-    "hostile-spf.test": [("TXT", "v=spf1 ip4:192.0.2.10 bogus\r\nX-Injected: yes\x00\x7f\xc3\xa9 -all")],
+    "hostile-spf.test": [("TXT", "v=spf1 ip4:192.0.2.10 bogus\r\nX-Injected: yes\x00\x7f -all")],
+    "hostile-mech.test": [("TXT", 'v=spf1 include:a;b=c"d(e).evil.test -all')],
+    'a;b=c"d(e).evil.test': [("TXT", "v=spf1 ip4:192.0.2.10 -all")],
     "hostile-exp.test": [("TXT", "v=spf1 -all exp=exp.hostile-exp.test")],
     "exp.hostile-exp.test": [("TXT", "Go away\r\nX-Injected: exp %{s}")],
     reverse_name(FAULT_IP): [("PTR", f"t{i}.timeout.test") for i in range(10)],
