@@ -44,8 +44,10 @@ class BounceClassifier:
         """The report for one message; any failure inside yields a 'none' report instead of an exception."""
         try:
             return self._analyse(message)
-        except Exception:  # noqa: BLE001 - a message must never be lost because the analysis failed
-            log.exception("bounce analysis failed; treating the message as not a bounce")
+        except Exception as exc:  # noqa: BLE001 - a message must never be lost because the analysis failed
+            # One line, no traceback: the input is attacker-controlled and must not be able to flood the log.
+            log.warning("bounce analysis failed (%s: %.200s); treating the message as not a bounce",
+                        type(exc).__name__, exc)
             return NO_REPORT
 
     def _analyse(self, message: bytes) -> BounceReport:
