@@ -8,6 +8,7 @@ daemon's exception policy, so mail is never lost to a bug.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from email.utils import parseaddr
@@ -18,6 +19,7 @@ import Milter
 from . import metrics
 from .engine import MAX_BOUNCE_BYTES, Engine, bare_address
 from .headers import authserv_id_of
+from .log import event
 from .policy import ACCEPT
 from .session import Envelope, Session
 
@@ -25,18 +27,29 @@ AR_HEADER = "Authentication-Results"
 Callback = TypeVar("Callback", bound=Callable[..., int])
 
 
-def timed(stage: str) -> Callable[[Callback], Callback]:
-    """Record the callback's duration in the mailwarden_stage_seconds histogram."""
+def callback(stage: str) -> Callable[[Callback], Callback]:
+    """Time a milter callback (mailwarden_stage_seconds) and turn any exception into a temporary failure.
 
-    def wrap(callback: Callback) -> Callback:
+    Exceptions are trapped here, in Python, because the daemon sets pymilter's own exception policy to
+    CONTINUE: the only errors that reach pymilter are those raised before our code runs, and the one known
+    is a HELO that is not UTF-8 (pymilter cannot make a str of it). Continuing then leaves the HELO unknown
+    (SPF helo=none, the policy decides) instead of tempfailing every message of that client.
+    """
+
+    def wrap(method: Callback) -> Callback:
         histogram = metrics.STAGE_SECONDS.labels(stage)
 
-        @functools.wraps(callback)
-        def timed_callback(*args: object) -> int:
+        @functools.wraps(method)
+        def guarded(self: MailwardenMilter, *args: object) -> int:
             with histogram.time():
-                return callback(*args)
+                try:
+                    return method(self, *args)
+                except Exception:
+                    event("callback-error", logging.ERROR, exc_info=True, stage=stage, client=self.session.ip)
+                    self.setreply("451", "4.3.0", "mailwarden: internal error, try again later")
+                    return Milter.TEMPFAIL
 
-        return timed_callback  # type: ignore[return-value]
+        return guarded  # type: ignore[return-value]
 
     return wrap
 
@@ -79,7 +92,7 @@ class MailwardenMilter(Milter.Base):
         self.session = Session(ip="")
         self.envelope: Envelope | None = None
 
-    @timed("connect")
+    @callback("connect")
     def connect(self, hostname: str, family: int, hostaddr: tuple | str | None) -> int:
         self.entered = self.gate.enter()
         if not self.entered:
@@ -90,12 +103,12 @@ class MailwardenMilter(Milter.Base):
         self.engine.connect(self.session)
         return Milter.CONTINUE
 
-    @timed("helo")
+    @callback("helo")
     def hello(self, heloname: str) -> int:
         self.session.helo = heloname or ""
         return Milter.CONTINUE
 
-    @timed("mail")
+    @callback("mail")
     def envfrom(self, mailfrom: str, *params: str) -> int:
         self.envelope = Envelope(
             sender=bare_address(mailfrom),
@@ -107,7 +120,7 @@ class MailwardenMilter(Milter.Base):
         self.engine.mail(self.session, self.envelope)
         return Milter.CONTINUE
 
-    @timed("rcpt")
+    @callback("rcpt")
     def envrcpt(self, recipient: str, *params: str) -> int:
         assert self.envelope is not None
         decision = self.engine.rcpt(self.session, self.envelope, bare_address(recipient))
@@ -121,7 +134,7 @@ class MailwardenMilter(Milter.Base):
             self.envelope.queue_id = self.getsymval("i") or self.envelope.queue_id
         return Milter.CONTINUE
 
-    @timed("header")
+    @callback("header")
     def header(self, name: str, value: str) -> int:
         envelope = self.envelope
         if envelope is None:
@@ -129,7 +142,7 @@ class MailwardenMilter(Milter.Base):
         lower = name.lower()
         if lower == AR_HEADER.lower():
             envelope.ar_seen += 1
-            if authserv_id_of(value) == self.engine.config.authserv_id.lower():
+            if authserv_id_of(value) == self.engine.config.authserv_id.rstrip(".").lower():
                 envelope.forged.append(envelope.ar_seen)
         if self.engine.classifier is not None:
             envelope.headers.append((name, value))
@@ -140,14 +153,14 @@ class MailwardenMilter(Milter.Base):
     def eoh(self) -> int:
         return Milter.CONTINUE
 
-    @timed("body")
+    @callback("body")
     def body(self, chunk: bytes) -> int:
         collected = self.envelope.body if self.envelope is not None else None
         if collected is not None and len(collected) < MAX_BOUNCE_BYTES:
             collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return Milter.CONTINUE
 
-    @timed("eom")
+    @callback("eom")
     def eom(self) -> int:
         envelope = self.envelope
         assert envelope is not None

@@ -132,7 +132,7 @@ class Daemon:
         if config.metrics.address:
             metrics.serve(config.metrics.address)
             event("metrics", address=config.metrics.address)
-        libmilter.set_exception_policy(Milter.TEMPFAIL)
+        libmilter.set_exception_policy(Milter.CONTINUE)  # our callbacks trap their own errors: see callbacks
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()
         Milter.factory = lambda: MailwardenMilter(self.engine, gate)

@@ -22,6 +22,7 @@ LIMIT_ADDRESS = 320  # local-part (64) + "@" + domain (255)
 LIMIT_TEXT = 200  # free text: problems, mechanisms, reasons
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
+_QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
 
 
 def clean(value: str | bytes | None, limit: int = LIMIT_TEXT) -> str:
@@ -97,27 +98,33 @@ def authentication_results(authserv_id: str, results: list[CheckResult], skipped
 
 
 def authserv_id_of(value: str) -> str:
-    """The authserv-id an incoming Authentication-Results claims, lower-cased.
+    """The authserv-id an incoming Authentication-Results claims: lower case, without a trailing dot.
 
-    authres parses well-formed fields; for anything else (RFC 8601 §5 says to treat it as ours if it
-    might be), the id is the text before the first ';', '(' or white space after any leading comments.
+    RFC 8601 §2.2 makes it a value (token or quoted-string) after optional comments. It is read here by
+    hand rather than through authres so that fields which do not parse (RFC 8601 §5: treat them as ours if
+    they might be) are read the same way: comments skipped (nested, with quoted-pairs), then the
+    quoted-string, or the text before the first ';', '(' or white space.
     """
-    unfolded = re.sub(r"\r?\n[ \t]", " ", value)
-    try:
-        return authres.AuthenticationResultsHeader.parse_value(unfolded).authserv_id.lower()
-    except Exception:  # authres raises a zoo of types on hostile input; all mean "did not parse"
-        pass
-    text = unfolded.strip()
+    text = re.sub(r"\r?\n[ \t]", " ", value).strip()
     while text.startswith("("):
         text = _after_comment(text)
-    return re.split(r"[;(\s]", text, maxsplit=1)[0].lower()
+    quoted = _QUOTED.match(text)
+    # An unterminated quote still claims what follows it: strip the stray quote rather than miss a forgery.
+    claimed = re.sub(r"\\(.)", r"\1", quoted[1]) if quoted else re.split(r"[;(\s]", text, maxsplit=1)[0].strip('"')
+    return claimed.strip().rstrip(".").lower()
 
 
 def _after_comment(text: str) -> str:
     """What follows the (possibly nested) comment that `text` starts with; "" if it never closes."""
     depth = 0
+    escaped = False
     for end, ch in enumerate(text):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth == 0:
-            return text[end + 1 :].lstrip()
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+            if depth == 0:
+                return text[end + 1 :].lstrip()
     return ""

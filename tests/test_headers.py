@@ -81,7 +81,12 @@ def test_any_smtp_values_give_single_well_formed_fields(helo, sender):
         ("(nested (comment)) mx.example.org;", "mx.example.org"),
         ("mx.example.org;\r\n\tspf=pass smtp.mailfrom=example.net", "mx.example.org"),
         ("mx.example.org(comment);;; not parseable ===", "mx.example.org"),
+        ("(a \\) b) mx.example.org;;; unparseable (", "mx.example.org"),
+        ('"mx.example.org"; spf=pass', "mx.example.org"),
+        ('"mx.example.org; spf=pass', "mx.example.org"),
+        ("mx.example.org.; spf=pass", "mx.example.org"),
         ("other.example.org; spf=pass", "other.example.org"),
+        ('other.example.org; spf=pass reason="mx.example.org"', "other.example.org"),
         ("mx.example.org.evil; spf=pass", "mx.example.org.evil"),
     ],
 )
