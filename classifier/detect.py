@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import ADDRESS_RE, ROBOT_LOCALPARTS, Finding, cut_original
+from .extract import ADDRESS_RE, BOUNCER_LOCALPARTS, Finding, cut_original
 from .parts import Message, Parsed, content_type, header
 
 BOUNCE_SUBJECT_RE = re.compile(
@@ -45,7 +45,7 @@ def _null_sender(msg: Message) -> bool:
 def _robot_sender(msg: Message) -> bool:
     """A MAILER-DAEMON/postmaster From: the sign of a bounce that auto-replies do not share."""
     found = ADDRESS_RE.findall(header(msg, "From")) or [header(msg, "From")]
-    return any(a.split("@")[0].lower() in ROBOT_LOCALPARTS for a in found if a) or \
+    return any(a.split("@")[0].lower() in BOUNCER_LOCALPARTS for a in found if a) or \
         "mailer-daemon" in header(msg, "From").lower()
 
 

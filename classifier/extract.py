@@ -38,7 +38,10 @@ STAGE_PATTERNS = (
     ("connect", re.compile(r"(?i)\bconnect(?:ion|ing)?\b|\bgreeting\b|\bHELO\b|\bEHLO\b|\bbanner\b")),
 )
 MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
-ROBOT_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "noreply", "no-reply"})
+# Mailboxes that send delivery reports (a sign of a bounce) ...
+BOUNCER_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
+# ... and, with no-reply senders, mailboxes that are never the failed recipient.
+ROBOT_LOCALPARTS = BOUNCER_LOCALPARTS | {"noreply", "no-reply"}
 STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 # Delivery-status fields pasted into a text body (a report whose MIME structure was lost).
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
@@ -87,7 +90,7 @@ def find_stage(text: str) -> str | None:
     return None
 
 
-def more_specific(stated: str | None, in_text: str | None) -> str | None:
+def preferred_status(stated: str | None, in_text: str | None) -> str | None:
     """The diagnostic's own code when it has one (it is the remote's word), else the Status field."""
     return in_text or stated
 
@@ -130,7 +133,7 @@ def split_groups(block: Message) -> list[Message]:
     if len(block.get_all("Final-Recipient") or []) < 2:
         return [block]
     groups: list[Message] = []
-    for name, value in block.items():
+    for name, value in block.raw_items():
         starts = name.lower() in ("final-recipient", "original-recipient")
         if not groups or starts and groups[-1].get(name) is not None:
             groups.append(Message())
@@ -159,7 +162,7 @@ def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
     context = recipient_block(body, rcpt) if rcpt else ""
     if not diagnostic:
         diagnostic = context or body
-    status = more_specific(find_status(header(block, "Status")), find_status(diagnostic))
+    status = preferred_status(find_status(header(block, "Status")), find_status(diagnostic))
     remote = strip_type(header(block, "Remote-MTA")) or None
     return Finding(
         recipient=rcpt,

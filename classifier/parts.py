@@ -6,6 +6,7 @@ everything here degrades to "less text" rather than raising.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.errors
 import email.header
@@ -29,6 +30,8 @@ OPAQUE_TYPES = frozenset({
 })
 
 
+# What compat32 leaves in a header that arrived as undeclared 8-bit bytes (surrogate escapes) or ISO-2022-JP.
+RAW_HEADER_RE = re.compile("[\udc80-\udcff\x1b]")
 LINE_BREAK_TAG_RE = re.compile(r"(?i)<(?:br\s*/?|/p|/div|/tr)>")
 TAG_RE = re.compile(r"<[^<>]{0,1000}>")
 BOUNDARY_LINE_RE = re.compile(rb"(?m)^--([^\s]{1,200})\r?$")
@@ -75,14 +78,18 @@ def parse_message(raw: bytes) -> Message:
 
 def header(msg: Message, name: str) -> str:
     """A header as plain text, with RFC 2047 words decoded and folding removed; '' when absent or broken."""
-    value = msg.get(name)
+    wanted = name.lower()
+    value = next((str(v) for k, v in msg.raw_items() if k.lower() == wanted), None)
     if value is None:
         return ""
+    if RAW_HEADER_RE.search(value):  # raw 8-bit or ISO-2022-JP bytes, sent without RFC 2047 encoding
+        with contextlib.suppress(UnicodeError):
+            value = decode_bytes(value.encode("ascii", "surrogateescape"), None)
     try:
-        decoded = email.header.make_header(email.header.decode_header(str(value)))
+        decoded = email.header.make_header(email.header.decode_header(value))
         text = str(decoded)
     except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
-        text = str(value)
+        text = value
     return " ".join(text.split())
 
 
