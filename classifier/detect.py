@@ -26,6 +26,12 @@ BOUNCE_BODY_RE = re.compile(
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|wasn'?t delivered|delivery problem|retry time|expired|"
     r"zugestellt|non remis|échec|失敗|できません"
 )
+# Wording only delivery reports use (a subset of BOUNCE_BODY_RE, or an SMTP reply with an enhanced code).
+REPORT_BODY_RE = re.compile(
+    r"(?i)could(?: not|n'?t) be delivered|undeliverable|delivery (?:to the following|has failed|failed)"
+    r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|was not delivered|transcript of session"
+    r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
+)
 DELAY_BODY_RE = re.compile(
     r"(?i)will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
     r"|delivery (?:is )?delayed|not yet been delivered|will retry|warning: message still undelivered"
@@ -99,8 +105,10 @@ def detect_kind(parsed: Parsed, findings: list[Finding]) -> str:
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
     failure_words = bool(BOUNCE_BODY_RE.search(body))
-    signed = robot or bouncy_subject or (_null_sender(msg) and not auto_reply)
-    if signed and (failure_words or has_status_part or robot and bouncy_subject):
+    envelope_signed = robot or (_null_sender(msg) and not auto_reply)
+    # A bouncy subject from an ordinary sender ("Error in your invoice") needs report-like text as well.
+    subject_signed = bouncy_subject and bool(REPORT_BODY_RE.search(body))
+    if (envelope_signed or subject_signed) and (failure_words or has_status_part or robot and bouncy_subject):
         return "delay" if DELAY_BODY_RE.search(body) and not _permanent(findings) else "failure"
     if auto_reply:
         return "auto-reply"

@@ -107,6 +107,13 @@ def test_auto_submitted_bounce_is_still_a_failure(classifier, make_bounce):
     assert classifier.analyse(raw).kind == "failure"
 
 
+def test_ordinary_mail_with_failure_words_is_not_a_bounce(classifier):
+    raw = (b"Return-Path: <billing@shop.example>\nFrom: Billing <billing@shop.example>\nTo: s@example.org\n"
+           b"Subject: Error in your last payment\n\nYour card was rejected and your subscription has expired.\n"
+           b"The user account jane@example.org does not exist in our shop any more.\n")
+    assert classifier.analyse(raw).kind == "none"
+
+
 def test_vacation_reply_is_an_auto_reply(classifier):
     raw = (b"Return-Path: <>\nFrom: someone@example.com\nTo: s@example.org\nSubject: Out of office\n"
            b"Auto-Submitted: auto-replied\n\nI am away until Monday.\n")
