@@ -174,8 +174,17 @@ def start_stack(dns, extra_config: str = EXTRA_POLICY, extra_postfix: dict | Non
         config = config.replace("budget = 3.0", f"budget = {budget}")
     daemon = daemon_cls(config, base)
     daemon.start()
-    postfix = Postfix(base, milter=f"unix:{base}/milter.sock", extra={**LOAD_LIMITS, **(extra_postfix or {})})
-    postfix.start()
+    for attempt in range(3):
+        postfix = Postfix(base, milter=f"unix:{base}/milter.sock", extra={**LOAD_LIMITS, **(extra_postfix or {})})
+        try:
+            postfix.start()
+            break
+        except subprocess.CalledProcessError as exc:  # seen once in CI-like runs: keep the reason, try again
+            sys.stderr.write(f"postfix start failed (attempt {attempt + 1}): {exc.stderr!r} {exc.stdout!r}\n")
+            postfix.stop()
+            if attempt == 2:
+                daemon.stop()
+                raise
     return Stack(base, dns, daemon, postfix)
 
 
