@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,14 @@ def synthetic_clients(count: int) -> list[Client]:
 
 def zone_for(clients: Iterable[Client], shared_include: bool = True) -> Zone:
     return merge(PROVIDER_ZONE, *(c.zone(shared_include) for c in clients))
+
+
+def work_dir() -> Path:
+    """A private directory the postfix user can traverse, outside /tmp/mailwarden-e2e-* (test runs in other
+    sessions of this shared machine clean those up, which once removed a running benchmark's Postfix)."""
+    base = Path(tempfile.mkdtemp(prefix="mailwarden-bench-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    return base
 
 
 def mailwarden_config(socket_spec: str, dns_port: int) -> str:

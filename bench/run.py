@@ -42,10 +42,11 @@ from bench.lab import (
     machine,
     process_cpu,
     tree_cpu,
+    work_dir,
     zone_for,
 )
 from tests.dnsserver import TestDNSServer, free_port
-from tests.postfix import Postfix, make_base_dir, wait_for
+from tests.postfix import Postfix, wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -128,7 +129,7 @@ def dsn_files(count: int) -> list[Path]:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.base = make_base_dir()
+        self.base = work_dir()
         self.dns = TestDNSServer(zone_for([LOOPBACK_CLIENT]), ttl=DNS_TTL).start()
         self.sink_port = free_port()
         self.sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{self.sink_port}", "256"],
@@ -224,9 +225,9 @@ class Bench:
 
     def run_one(self, run: Run) -> None:
         workdir = self.base / f"r{run.round}-{run.key}-{run.socket}"
-        workdir.mkdir(mode=0o755)
         milter = None
         try:
+            workdir.mkdir(mode=0o755)
             if run.key != "A":
                 milter = self.start_milter(run.key, Endpoint.make(run.socket, workdir), workdir)
             self.postfix.restart(milter=milter.endpoint.postfix if milter else "")
