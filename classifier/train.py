@@ -59,11 +59,27 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
     progress(f"augmented to {len(augmented)} texts over {len(counts)} categories")
     if len(counts) < 2:
         raise ValueError("training needs at least two categories")
+    texts = [model_text(e.finding) for e in augmented]
     pipeline = build_pipeline(max_features)
+    if max_features:
+        pipeline.set_params(tfidf__vocabulary=closed_vocabulary(pipeline.named_steps["tfidf"], texts),
+                            tfidf__max_features=None)
     progress("fitting TF-IDF + logistic regression ...")
-    pipeline.fit([model_text(e.finding) for e in augmented], [e.category for e in augmented])
+    pipeline.fit(texts, [e.category for e in augmented])
     progress("fitted")
     return pipeline
+
+
+def closed_vocabulary(vectorizer, texts: list[str]) -> list[str]:
+    """The capped vocabulary plus the words of every kept bigram.
+
+    onnxruntime's TfIdfVectorizer finds a bigram only through its first word, so a bigram whose words were
+    cut by the cap would count in scikit-learn but not in the exported model.
+    """
+    from sklearn.base import clone
+
+    terms = set(clone(vectorizer).fit(texts).vocabulary_)
+    return sorted(terms | {word for term in terms for word in term.split()})
 
 
 def category_types(examples: list[Example], labels: list[str]) -> dict[str, str]:
