@@ -72,7 +72,7 @@ class Engine:
                 result = check.run(subject, dns)
             except Exception as exc:  # a bug in a check must cost a verdict, never the message
                 event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
-                result = CheckResult(check.method, "temperror", f"internal error: {exc}")
+                result = check.failed(subject, f"internal error: {exc}")
             metrics.CHECK_RESULTS.labels(check.name, result.result).inc()
             results[check.name] = result
         return results

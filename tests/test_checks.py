@@ -122,13 +122,12 @@ def test_dns_server_down_gives_temperror_verdicts_within_the_budget():
 
 
 def test_an_exception_inside_a_check_becomes_temperror_not_a_crash(dns):
-    class Broken:
-        name, method, stage, policy = "broken", "spf", "mail", "spf"
-
+    class Broken(SpfCheck):
         def run(self, subject, dns):
             raise RuntimeError("bug")
 
-    engine = Engine(Config(trusted_networks=()), dns.resolver, checks=(Broken(),))
+    engine = Engine(Config(trusted_networks=()), dns.resolver, checks=(Broken("mailfrom"),))
     _, envelope = engine.check("192.0.2.1", "host.test", "a@host.test")
-    assert envelope.results["broken"].result == "temperror"
-    assert "internal error" in envelope.results["broken"].reason
+    result = envelope.results["spf-mailfrom"]
+    assert (result.result, result.identity, result.domain) == ("temperror", "mailfrom", "host.test")
+    assert result.reason == "internal error: bug"

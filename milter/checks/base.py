@@ -1,7 +1,8 @@
 """What every check shares: the subject it examines, the DNS it may use, and the result it returns.
 
 A check is a small object with a `name`, the SMTP `stage` after which it can run, the `policy` key prefix
-under which the administrator sets actions for its results, and `run(subject, dns) -> CheckResult`.
+under which the administrator sets actions for its results, `run(subject, dns) -> CheckResult`, and
+`failed(subject, reason)`, the result that stands in when `run` itself raises.
 Checks never raise for DNS trouble: that is a result (temperror) like any other.
 """
 
@@ -49,3 +50,7 @@ class Check(Protocol):
     policy: str  # prefix of the policy keys: "<policy>_<result>"
 
     def run(self, subject: Subject, dns: DnsContext) -> CheckResult: ...
+
+    def failed(self, subject: Subject, reason: str) -> CheckResult:
+        """The temperror to report when `run` itself broke: typed like a real result, same identity."""
+        ...

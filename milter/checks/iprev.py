@@ -24,6 +24,9 @@ class IprevCheck:
     stage: ClassVar[Stage] = "connect"
     policy: ClassVar[str] = "iprev"
 
+    def failed(self, subject: Subject, reason: str) -> IprevResult:
+        return IprevResult("iprev", "temperror", reason, ip=subject.ip)
+
     def run(self, subject: Subject, dns: DnsContext) -> IprevResult:
         ip = subject.ip
 

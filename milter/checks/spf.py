@@ -65,11 +65,17 @@ class SpfResult(CheckResult):
     explanation: str = ""  # the domain's exp= text on fail
 
 
+def identity_of(identity: str, subject: Subject) -> tuple[str, str]:
+    """(sender, domain) checked for an identity: MAIL FROM, or postmaster@<helo> for HELO and null senders."""
+    helo = subject.helo
+    sender = (subject.sender if identity == "mailfrom" else "") or f"postmaster@{helo}"
+    return sender, spf.split_email(sender, helo)[1]
+
+
 def evaluate(identity: str, subject: Subject, dns: DnsContext, receiver: str = "") -> SpfResult:
     """check_host() for one identity of `subject`; HELO identity if identity == "helo"."""
     helo = subject.helo
-    sender = (subject.sender if identity == "mailfrom" else "") or f"postmaster@{helo}"
-    domain = spf.split_email(sender, helo)[1]
+    sender, domain = identity_of(identity, subject)
     if not _checkable(domain):
         reason = f"{identity} domain is not a multi-label domain name"
         return SpfResult("spf", "none", reason, identity, sender, domain, problem=f"malformed {identity} domain")
@@ -120,3 +126,7 @@ class SpfCheck:
 
     def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
         return evaluate(self.identity, subject, dns)
+
+    def failed(self, subject: Subject, reason: str) -> SpfResult:
+        sender, domain = identity_of(self.identity, subject)
+        return SpfResult("spf", "temperror", reason, self.identity, sender, domain, problem=reason)
