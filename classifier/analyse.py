@@ -14,7 +14,7 @@ from .extract import Finding, compact, finding_from_text
 from .features import model_text
 from .model import MODEL_PATH, OnnxModel, Prediction
 from .report import reported_findings
-from .taxonomy import FALLBACK_CATEGORY, NOT_A_BOUNCE
+from .taxonomy import NOT_A_BOUNCE
 from .verdict import BounceReport, RecipientVerdict
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BounceClassifier:
         return BounceReport(bounce=kind in BOUNCE_KINDS, kind=kind, recipients=tuple(verdicts))
 
     def classify_text(self, text: str) -> Prediction:
-        """Classify a bare diagnostic text (status and reply code read from it), e.g. for `mailwarden eval`."""
+        """Classify a bare diagnostic text (status and reply code are read from it), e.g. one quoted in a log."""
         return self._model.predict([model_text(finding_from_text("", text))])[0]
 
     def classify_findings(self, findings: list[Finding]) -> list[Prediction]:
@@ -70,10 +70,9 @@ class BounceClassifier:
         return self._model.predict([model_text(f) for f in findings])
 
     def _verdict(self, f: Finding, p: Prediction) -> RecipientVerdict:
-        category = p.category
         return RecipientVerdict(
             recipient=f.recipient, status=f.status, action=f.action, diagnostic=f.diagnostic,
-            remote_mta=f.remote_mta, reply_code=f.reply_code, category=category,
-            type=self._model.types.get(category, "unknown") if category != FALLBACK_CATEGORY else "unknown",
+            remote_mta=f.remote_mta, reply_code=f.reply_code, category=p.category,
+            type=self._model.types.get(p.category, "unknown"),
             confidence=round(p.confidence, 4), evidence=compact(f.diagnostic, EVIDENCE_CHARS),
         )

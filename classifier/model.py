@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .taxonomy import default_types
+from .taxonomy import FALLBACK_CATEGORY, default_types
 
 MODEL_PATH = Path(__file__).with_name("model.onnx")
 META_LABELS = "mailwarden.labels"
@@ -66,6 +66,6 @@ class OnnxModel:
         for row in self.probabilities(texts):
             best = int(np.argmax(row))
             confidence = float(row[best])
-            category = self.labels[best] if confidence >= self.threshold else "other"
+            category = self.labels[best] if confidence >= self.threshold else FALLBACK_CATEGORY
             results.append(Prediction(category, confidence))
         return results
