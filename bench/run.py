@@ -273,26 +273,32 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
+def _run_from_json(item: dict) -> Run:
+    phases = {name: Phase(**item[name]) if item[name] else None for name in ("load", "single")}
+    return Run(**{**item, **phases})
+
+
 def schedule(rounds: int) -> list[Run]:
     return [Run(r, key, sock) for r in range(1, rounds + 1) for sock in ("unix", "inet") for key in ORDER]
 
 
 def ratio_rows(runs: list[Run]) -> list[tuple[str, str, Spread]]:
-    """B/A, B/F, B/C, D/B throughput per socket kind, each ratio taken within one half-round."""
+    """F/A, B/A, B/F, B/C, D/B throughput and latency added over A, per socket kind, each within one half-round."""
     by = {(r.round, r.socket, r.key): r for r in runs if r.load is not None}
     rows = []
     for socket_kind in ("unix", "inet"):
-        for top, bottom in (("B", "A"), ("B", "F"), ("B", "C"), ("D", "B")):
+        for top, bottom in (("F", "A"), ("B", "A"), ("B", "F"), ("B", "C"), ("D", "B")):
             values = [by[(n, socket_kind, top)].load.rate / by[(n, socket_kind, bottom)].load.rate
                       for n in {r.round for r in runs}
                       if (n, socket_kind, top) in by and (n, socket_kind, bottom) in by]  # fmt: skip
             if values:
                 rows.append((f"{top}/{bottom}", socket_kind, Spread.of(values)))
-        added = [by[(n, socket_kind, key)].single.latency - by[(n, socket_kind, "A")].single.latency
-                 for n in {r.round for r in runs} for key in ("B",)
-                 if (n, socket_kind, key) in by and (n, socket_kind, "A") in by]  # fmt: skip
-        if added:
-            rows.append(("B − A, 1-session latency (ms)", socket_kind, Spread.of(v * 1000 for v in added)))
+        rounds = sorted(n for n in {r.round for r in runs} if (n, socket_kind, "A") in by)
+        for key in ("F", "B"):
+            base = {n: by[(n, socket_kind, "A")].single.latency for n in rounds}
+            added = [by[(n, socket_kind, key)].single.latency - base[n] for n in rounds if (n, socket_kind, key) in by]
+            if added:
+                rows.append((f"{key} − A, 1-session latency (ms)", socket_kind, Spread.of(v * 1000 for v in added)))
     return rows
 
 
@@ -341,7 +347,12 @@ def main() -> int:
     parser.add_argument("--only", default=ORDER, help="configurations to run, e.g. AB (default AFCBD)")
     parser.add_argument("--json", type=Path, help="also write every run's raw figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    parser.add_argument("--report", type=Path, help="print the report of a --json file again, run nothing")
     args = parser.parse_args()
+    if args.report:
+        runs = [_run_from_json(item) for item in json.loads(args.report.read_text())]
+        print(report(runs, args))
+        return 1 if any(r.error for r in runs) else 0
     bench = Bench(args)
     runs = [r for r in schedule(args.rounds) if r.key in args.only]
     try:
