@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..headers import clean
+
 KINDS = ("failure", "delay", "success", "auto-reply", "feedback", "none")
 # Control characters, angle brackets and the field separator would let a hostile bounce forge header fields.
 _UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f<>;\s]+")
@@ -37,12 +39,15 @@ class BounceReport:
 
 
 def sanitise(value: str, limit: int = MAX_ADDRESS) -> str:
-    """A single safe token: no CR/LF/control characters, brackets, separators or blanks; bounded length."""
-    return _UNSAFE_RE.sub("", value)[:limit]
+    """A single safe token of printable ASCII (other characters become %XX, as in every field we write):
+    no CR/LF/control characters, brackets, separators or blanks; bounded length."""
+    return _UNSAFE_RE.sub("", clean(value, limit))
 
 
 def header_value(v: RecipientVerdict, model_id: str) -> str:
     """The X-Mailwarden-Bounce value: 'addr; category=..; type=..; status=..; confidence=0.97; model=..'."""
     status = sanitise(v.status or "") or "none"
-    return (f"{sanitise(v.recipient) or 'unknown'}; category={sanitise(v.category)}; type={sanitise(v.type)}; "
-            f"status={status}; confidence={v.confidence:.2f}; model={sanitise(model_id)}")
+    return (
+        f"{sanitise(v.recipient) or 'unknown'}; category={sanitise(v.category)}; type={sanitise(v.type)}; "
+        f"status={status}; confidence={v.confidence:.2f}; model={sanitise(model_id)}"
+    )

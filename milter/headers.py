@@ -41,11 +41,19 @@ def comment(text: str) -> str:
     return re.sub(r"([()\\])", r"\\\1", clean(text))
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _kv_value(value: str) -> str:
     """RFC 7208 §9.1 key-value-pair value: dot-atom when it is one, quoted-string otherwise."""
-    if _DOT_ATOM.match(value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value if _DOT_ATOM.match(value) else _quoted(value)
+
+
+def _pvalue(value: str) -> str:
+    """An RFC 8601 property value for authres, which quotes what needs it except values with an '@' (it
+    takes those for local-part@domain and writes them verbatim): quote those here."""
+    return _quoted(value) if "@" in value else value
 
 
 def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
@@ -71,16 +79,16 @@ def _resinfo(result: CheckResult) -> authres.AuthenticationResult:
         return authres.IPRevAuthenticationResult(
             result=result.result,
             result_comment=reason,
-            policy_iprev=clean(result.ip, 64),
+            policy_iprev=_pvalue(clean(result.ip, 64)),
             policy_iprev_comment=comment(result.names[0]) if result.result == "pass" else None,
         )
     if isinstance(result, SpfResult):
         if result.identity == "helo":
             return authres.SPFAuthenticationResult(
-                result=result.result, result_comment=reason, smtp_helo=clean(result.domain, LIMIT_NAME)
+                result=result.result, result_comment=reason, smtp_helo=_pvalue(clean(result.domain, LIMIT_NAME))
             )
         return authres.SPFAuthenticationResult(
-            result=result.result, result_comment=reason, smtp_mailfrom=clean(result.domain, LIMIT_NAME)
+            result=result.result, result_comment=reason, smtp_mailfrom=_pvalue(clean(result.domain, LIMIT_NAME))
         )
     return authres.AuthenticationResult(method=result.method, result=result.result, result_comment=reason)
 

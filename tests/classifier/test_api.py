@@ -48,10 +48,10 @@ def test_header_value_says_none_without_status_and_rounds_confidence():
         "user@example.com; category=other; type=unknown; status=none; confidence=0.12; model=0123456789ab")
 
 
-def test_header_value_strips_brackets_line_breaks_and_separators_from_the_recipient():
+def test_header_value_escapes_line_breaks_and_strips_brackets_and_separators_from_the_recipient():
     value = header_value(_verdict(recipient="<evil@example.com>\r\nX-Injected: yes; category=x"), "0123456789ab")
     assert "\r" not in value and "\n" not in value and "<" not in value
-    assert value.startswith("evil@example.comX-Injected:yescategory=x; category=other;")
+    assert value.startswith("evil@example.com%0D%0AX-Injected:yescategory=x; category=other;")
     assert HEADER_RE.match(value)
 
 
