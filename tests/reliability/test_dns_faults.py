@@ -135,7 +135,7 @@ def test_dns_fault_through_postfix_gets_the_configured_action_per_recipient_doma
 
 
 def test_every_message_gets_a_verdict_within_the_budget_with_dns_down(hostile_dns):
-    """One message at a time, each stage answers within the budget (1 s here); twelve at once, every one still
+    """One message at a time, each stage answers within the budget (1 s here); a hundred at once, every one still
     gets its verdict and the configured action. Under concurrency a reply may wait for a libmilter worker on
     top of the budget (seen: 2.0 s for MAIL once in 36 while the milter's own mail stage took ~1.0 s), hence the
     looser bound there."""
@@ -150,8 +150,8 @@ def test_every_message_gets_a_verdict_within_the_budget_with_dns_down(hostile_dn
     try:
         stack = start_stack(hole, budget=budget)  # the daemon's only nameserver swallows every query
         sequential = [one(f"seq{i}@{d}".encode()) for i, d in enumerate(["good.test", "bad.test"])]
-        with ThreadPoolExecutor(12) as pool:
-            concurrent = list(pool.map(one, [f"user{i}@d{i % 4}.test".encode() for i in range(12)]))
+        with ThreadPoolExecutor(100) as pool:
+            concurrent = list(pool.map(one, [f"user{i}@d{i}.test".encode() for i in range(100)]))
         for sent in sequential:
             assert sent.replies["xclient"].seconds < budget + SLACK  # the connect stage: IPREV
             assert sent.replies["mail"].seconds < budget + SLACK  # the MAIL FROM stage: both SPF checks
