@@ -66,9 +66,9 @@ def send_with(stack, headers: bytes):
     sent = transaction(stack.port, b"mallory@bad.test", [b"bob@example.org"], ip=LIAR_IP, helo=b"liar.test",
                        headers=headers)  # fmt: skip
     assert sent.replies["data"].code == 250, sent.replies
-    raw = (stack.postfix.maildir / "new").glob("*")
     delivered = stack.postfix.delivered(sent.marker)
-    raw = next(p.read_bytes() for p in raw if sent.marker.encode() in p.read_bytes())
+    files = (stack.postfix.maildir / "new").iterdir()
+    raw = next(data for data in (p.read_bytes() for p in files) if sent.marker.encode() in data)
     return delivered, raw
 
 
