@@ -273,10 +273,24 @@ class DirectBench:
         return proc
 
 
+# Components of the profile, each sample counted once for the first one found on its stack, in this order.
+COMPONENTS = (
+    ("Prometheus metrics", ("prometheus_client/",)),
+    ("SPF via pyspf", ("checks/spf.py",)),
+    ("IPREV", ("checks/iprev.py",)),
+    ("header rendering", ("(headers.py", "authres/")),
+    ("decision log", ("(log.py", "logging/")),
+    ("bounce classifier", ("classifier/",)),
+    ("other mailwarden code", ("(callbacks.py", "(engine.py", "(session.py", "(config.py", "(dns.py", "checks/")),
+    ("pymilter's Python glue", ("Milter/",)),
+)
+
+
 def hottest(collapsed: Path, top: int = 25) -> str:
-    """Inclusive share of the samples per function (a function counted once per stack), busiest first."""
+    """Share of the GIL-holding samples per component, then per function (inclusive and self), busiest first."""
     inclusive: Counter = Counter()
     own: Counter = Counter()
+    components: Counter = Counter()
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -288,8 +302,12 @@ def hottest(collapsed: Path, top: int = 25) -> str:
         for frame in set(frames):
             inclusive[frame] += samples
         own[frames[-1]] += samples
+        found = (name for name, marks in COMPONENTS if any(mark in stack for mark in marks))
+        components[next(found, "other")] += samples
+    parts = [f"{components[name] / total:6.1%}  {name}" for name, _ in components.most_common()]
     rows = [f"{inclusive[f] / total:6.1%} {own[f] / total:6.1%}  {f}" for f, _ in inclusive.most_common(top)]
-    return "inclusive  self  function (file)\n" + "\n".join(rows)
+    return (f"{total} samples holding the GIL\nshare   component\n" + "\n".join(parts)
+            + "\n\ninclusive  self  function (file)\n" + "\n".join(rows))  # fmt: skip
 
 
 def engine_costs(dns_port: int, clients: list[Client], repeat: int) -> str:
