@@ -16,7 +16,7 @@ import Milter
 import milter as libmilter
 
 from mailwarden.config import Config
-from mailwarden.daemon import _prepare_socket
+from mailwarden.daemon import prepare_socket
 
 
 class NoopMilter(Milter.Base):
@@ -63,7 +63,7 @@ def main() -> None:
 
     def opensocket(remove_stale: bool) -> object:
         result = open_socket(remove_stale)
-        _prepare_socket(Config(socket=spec, socket_mode=0o666, authserv_id="noop.bench.test"))
+        prepare_socket(Config(socket=spec, socket_mode=0o666, authserv_id="noop.bench.test"))
         return result
 
     libmilter.opensocket = opensocket

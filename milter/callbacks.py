@@ -27,8 +27,9 @@ AR_HEADER = "Authentication-Results"
 Callback = TypeVar("Callback", bound=Callable[..., int])
 
 
-def callback(stage: str) -> Callable[[Callback], Callback]:
-    """Time a milter callback (mailwarden_stage_seconds) and turn any exception into a temporary failure.
+def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
+    """Turn any exception of a milter callback into a temporary failure; time it (mailwarden_stage_seconds)
+    unless it runs per header or body chunk, where the histogram would cost more than the callback.
 
     Exceptions are trapped here, in Python, because the daemon sets pymilter's own exception policy to
     CONTINUE: the only errors that reach pymilter are those raised before our code runs, and the one known
@@ -37,17 +38,19 @@ def callback(stage: str) -> Callable[[Callback], Callback]:
     """
 
     def wrap(method: Callback) -> Callback:
-        histogram = metrics.STAGE_SECONDS.labels(stage)
+        histogram = metrics.STAGE_SECONDS.labels(stage) if timed else None
 
         @functools.wraps(method)
         def guarded(self: MailwardenMilter, *args: object) -> int:
-            with histogram.time():
-                try:
+            try:
+                if histogram is None:
                     return method(self, *args)
-                except Exception:
-                    event("callback-error", logging.ERROR, exc_info=True, stage=stage, client=self.session.ip)
-                    self.setreply("451", "4.3.0", "mailwarden: internal error, try again later")
-                    return Milter.TEMPFAIL
+                with histogram.time():
+                    return method(self, *args)
+            except Exception:
+                event("callback-error", logging.ERROR, exc_info=True, stage=stage, client=self.session.ip)
+                self.setreply("451", "4.3.0", "mailwarden: internal error, try again later")
+                return Milter.TEMPFAIL
 
         return guarded  # type: ignore[return-value]
 
@@ -103,7 +106,7 @@ class MailwardenMilter(Milter.Base):
         self.engine.connect(self.session)
         return Milter.CONTINUE
 
-    @callback("helo")
+    @callback("helo", timed=False)
     def hello(self, heloname: str) -> int:
         self.session.helo = heloname or ""
         return Milter.CONTINUE
@@ -134,7 +137,7 @@ class MailwardenMilter(Milter.Base):
             self.envelope.queue_id = self.getsymval("i") or self.envelope.queue_id
         return Milter.CONTINUE
 
-    @callback("header")
+    @callback("header", timed=False)
     def header(self, name: str, value: str) -> int:
         envelope = self.envelope
         if envelope is None:
@@ -153,7 +156,7 @@ class MailwardenMilter(Milter.Base):
     def eoh(self) -> int:
         return Milter.CONTINUE
 
-    @callback("body")
+    @callback("body", timed=False)
     def body(self, chunk: bytes) -> int:
         collected = self.envelope.body if self.envelope is not None else None
         if collected is not None and len(collected) < MAX_BOUNCE_BYTES:

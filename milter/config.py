@@ -88,6 +88,8 @@ class Config:
         return self.domains.get(domain.lower().rstrip("."), self.policy)
 
     def is_trusted(self, ip: str) -> bool:
+        if not self.trusted_networks:
+            return False
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

@@ -60,7 +60,7 @@ def _listening_inet_sockets() -> list[socket.socket]:
     return found
 
 
-def _prepare_socket(config: Config) -> None:
+def prepare_socket(config: Config) -> None:
     path = unix_path(config.socket)
     if path:
         os.chmod(path, config.socket_mode)
@@ -105,7 +105,7 @@ class Daemon:
 
         def opensocket(remove_stale: bool) -> object:
             result = open_socket(remove_stale)
-            _prepare_socket(config)
+            prepare_socket(config)
             model = self.engine.classifier.model_id if self.engine.classifier else "off"
             event("listening", socket=config.socket, authserv_id=config.authserv_id, config=config.source,
                   bounce_model=model)  # fmt: skip

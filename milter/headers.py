@@ -22,6 +22,7 @@ LIMIT_ADDRESS = 320  # local-part (64) + "@" + domain (255)
 LIMIT_TEXT = 200  # free text: problems, mechanisms, reasons
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
+_ESCAPES = {b: f"%{b:02X}" for b in (*range(0x20), *range(0x7F, 0x100))}
 _QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
 
 
@@ -29,11 +30,20 @@ def clean(value: str | bytes | None, limit: int = LIMIT_TEXT) -> str:
     """Printable ASCII only (other characters become %XX of their UTF-8 bytes), at most `limit` chars."""
     if value is None:
         return ""
-    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-    out = "".join(chr(b) if 0x20 <= b < 0x7F else f"%{b:02X}" for b in raw)
+    raw = value if isinstance(value, bytes) else _utf8(value)
+    out = raw.decode("latin-1").translate(_ESCAPES)  # one char per byte, so every byte is seen
     if len(out) > limit:
         out = out[: limit - 3] + "..."
     return out
+
+
+def _utf8(value: str) -> bytes:
+    """The bytes behind a str: pymilter's undecodable bytes come back as they were (surrogateescape), any
+    other lone surrogate is kept visible rather than raising."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
 
 
 def comment(text: str) -> str:
