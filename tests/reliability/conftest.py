@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 
 from ..conftest import AUTHSERV_ID, ZONE, daemon_config
 from ..dnsserver import reverse_name
-from ..postfix import POSTFIX, Daemon, Postfix, make_base_dir, wait_for
+from ..postfix import POSTFIX, Daemon, Postfix, wait_for
 from .hostiledns import HostileDNSServer
 
 NIGHTLY = os.environ.get("MAILWARDEN_NIGHTLY", "") not in ("", "0")
@@ -162,12 +163,20 @@ LOAD_LIMITS = {
 }
 
 
+def base_dir() -> Path:
+    """Like tests.postfix.make_base_dir, but outside /tmp/mailwarden-e2e-*: test runs of other sessions on a
+    shared machine clean those up, which removed a running soak's Postfix and Maildir here."""
+    base = Path(tempfile.mkdtemp(prefix="mailwarden-reliability-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    return base
+
+
 def start_stack(dns, extra_config: str = EXTRA_POLICY, extra_postfix: dict | None = None,
                 daemon_cls: type[ServiceDaemon] = ServiceDaemon, budget: float | None = None) -> Stack:  # fmt: skip
     """A private Postfix + mailwarden; `dns` is anything with a loopback `port` (a test server, a Blackhole)."""
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
-    base = make_base_dir()
+    base = base_dir()
     config = daemon_config(base, dns) + extra_config
     if budget is not None:
         assert "budget = 3.0" in config

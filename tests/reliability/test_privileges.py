@@ -17,8 +17,8 @@ import pytest
 
 from ..conftest import AUTHSERV_ID, GOOD_IP
 from ..dnsserver import free_port
-from ..postfix import Postfix, make_base_dir
-from .conftest import LOAD_LIMITS, ServiceDaemon
+from ..postfix import Postfix
+from .conftest import LOAD_LIMITS, ServiceDaemon, base_dir
 from .rawsmtp import transaction
 
 BASE_CONFIG = """\
@@ -36,7 +36,7 @@ enabled = false
 
 @pytest.fixture
 def base():
-    path = make_base_dir()
+    path = base_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
