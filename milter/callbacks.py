@@ -145,7 +145,7 @@ class MailwardenMilter(Milter.Base):
         lower = name.lower()
         if lower == AR_HEADER.lower():
             envelope.ar_seen += 1
-            if authserv_id_of(value) == self.engine.config.authserv_id.rstrip(".").lower():
+            if authserv_id_of(value) == self.engine.authserv_key:
                 envelope.forged.append(envelope.ar_seen)
         if self.engine.classifier is not None:
             envelope.headers.append((name, value))

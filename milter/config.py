@@ -157,7 +157,8 @@ class _Builder:
         if not _SOCKET.match(sock):
             self.problem((), "socket", f"{sock!r} is not unix:/path, inet:port@host or inet6:port@host")
         mode = self.string((), data, "socket_mode", "0660")
-        if not re.fullmatch(r"0?[0-7]{3}", mode):
+        mode_ok = re.fullmatch(r"0?[0-7]{3}", mode) is not None
+        if not mode_ok:
             self.problem((), "socket_mode", f'{mode!r} is not an octal mode like "0660"')
         authserv_id = self.string((), data, "authserv_id", defaults.authserv_id)
         if not _DOMAIN.match(authserv_id):
@@ -173,7 +174,7 @@ class _Builder:
         log_format = self.choice((), data, "log_format", defaults.log_format, LOG_FORMATS)
         config = Config(
             socket=sock,
-            socket_mode=int(mode, 8) if re.fullmatch(r"0?[0-7]{3}", mode) else defaults.socket_mode,
+            socket_mode=int(mode, 8) if mode_ok else defaults.socket_mode,
             authserv_id=authserv_id,
             trusted_networks=tuple(networks) if "trusted_networks" in data else defaults.trusted_networks,
             skip_authenticated=self.boolean((), data, "skip_authenticated", defaults.skip_authenticated),
@@ -253,19 +254,19 @@ class _Builder:
             return {}
         return value
 
-    def string(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: str) -> str:
+    def typed(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: Any, kind: type, what: str) -> Any:
+        """data[key] if it is a `kind` (default when absent); else the problem is noted and `default` returned."""
         value = data.get(key, default)
-        if not isinstance(value, str):
-            self.problem(table, key, f"must be a string, not {type(value).__name__}")
+        if not isinstance(value, kind):
+            self.problem(table, key, f"must be {what}, not {type(value).__name__}")
             return default
         return value
 
+    def string(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: str) -> str:
+        return self.typed(table, data, key, default, str, "a string")
+
     def boolean(self, table: tuple[str, ...], data: dict[str, Any], key: str, default: bool) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            self.problem(table, key, f"must be true or false, not {type(value).__name__}")
-            return default
-        return value
+        return self.typed(table, data, key, default, bool, "true or false")
 
     def number(self, table: tuple[str, ...], data: dict, key: str, default: float, low: float, high: float) -> float:
         value = data.get(key, default)

@@ -48,6 +48,7 @@ class Engine:
         classifier: BounceClassifier | None = None,
     ) -> None:
         self.config = config
+        self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
         self.checks = checks
         self.classifier = classifier
