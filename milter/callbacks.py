@@ -12,13 +12,14 @@ import logging
 import threading
 from collections.abc import Callable
 from email.utils import parseaddr
+from types import TracebackType
 from typing import TypeVar
 
 import Milter
 
 from . import metrics
 from .engine import MAX_BOUNCE_BYTES, Engine, bare_address
-from .headers import authserv_id_of
+from .headers import LIMIT_NAME, authserv_id_of, clean
 from .log import event
 from .policy import ACCEPT
 from .session import Envelope, Session
@@ -33,8 +34,7 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
 
     Exceptions are trapped here, in Python, because the daemon sets pymilter's own exception policy to
     CONTINUE: the only errors that reach pymilter are those raised before our code runs, and the one known
-    is a HELO that is not UTF-8 (pymilter cannot make a str of it). Continuing then leaves the HELO unknown
-    (SPF helo=none, the policy decides) instead of tempfailing every message of that client.
+    is a HELO that is not UTF-8 (see `recover_undecodable_helo`).
     """
 
     def wrap(method: Callback) -> Callback:
@@ -55,6 +55,34 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
         return guarded  # type: ignore[return-value]
 
     return wrap
+
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
+
+
+class _UndecodedHelo(threading.local):
+    raw: bytes | None = None
+
+
+_undecoded_helo = _UndecodedHelo()
+
+
+def recover_undecodable_helo(previous: ExceptHook) -> ExceptHook:
+    """A sys.excepthook that keeps the bytes of a HELO pymilter could not decode, for the session that sent it.
+
+    pymilter builds hello()'s argument as strict UTF-8 in C, so a HELO that is not UTF-8 (Postfix passes one
+    when smtputf8_enable = no) never reaches hello(): the UnicodeDecodeError, raised with no Python frame, goes
+    to sys.excepthook. It still carries the raw bytes, and pymilter runs every milter context in its own
+    Python thread state, so a threading.local keeps them for that session alone until envfrom() reads them.
+    """
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> object:
+        if isinstance(exc, UnicodeDecodeError) and tb is None and isinstance(exc.object, bytes):
+            _undecoded_helo.raw = exc.object
+            return None
+        return previous(kind, exc, tb)
+
+    return hook
 
 
 class Gate:
@@ -108,11 +136,16 @@ class MailwardenMilter(Milter.Base):
 
     @callback("helo", timed=False)
     def hello(self, heloname: str) -> int:
+        _undecoded_helo.raw = None
         self.session.helo = heloname or ""
         return Milter.CONTINUE
 
     @callback("mail")
     def envfrom(self, mailfrom: str, *params: str) -> int:
+        if _undecoded_helo.raw is not None:
+            self.session.helo = _undecoded_helo.raw.decode("utf-8", "surrogateescape")
+            _undecoded_helo.raw = None
+            event("helo-not-utf8", logging.WARNING, client=self.session.ip, helo=clean(self.session.helo, LIMIT_NAME))
         self.envelope = Envelope(
             sender=bare_address(mailfrom),
             auth=self.getsymval("{auth_authen}") or "",

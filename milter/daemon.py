@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import stat
+import sys
 import threading
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
 from . import metrics
-from .callbacks import Gate, MailwardenMilter
+from .callbacks import Gate, MailwardenMilter, recover_undecodable_helo
 from .config import Config, load
 from .engine import Engine
 from .log import event, setup
@@ -133,6 +134,7 @@ class Daemon:
             metrics.serve(config.metrics.address)
             event("metrics", address=config.metrics.address)
         libmilter.set_exception_policy(Milter.CONTINUE)  # our callbacks trap their own errors: see callbacks
+        sys.excepthook = recover_undecodable_helo(sys.excepthook)
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()
         Milter.factory = lambda: MailwardenMilter(self.engine, gate)

@@ -11,9 +11,13 @@ import shutil
 import socket
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import mailwarden
+import mailwarden.classifier
 
 from ..conftest import AUTHSERV_ID, GOOD_IP
 from ..dnsserver import free_port
@@ -97,38 +101,54 @@ def test_socket_mode_lets_postfix_in_through_its_group_and_nobody_else(base, hos
         daemon.stop()
 
 
-def _interpreter_usable_by(user: str) -> bool:
-    entry = pwd.getpwnam(user)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-        os._exit(0 if os.access(os.path.realpath(sys.executable), os.X_OK) else 1)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+@contextlib.contextmanager
+def traversable_for_others(paths: list[str]) -> Iterator[None]:
+    """Add o+x to the directories above `paths` that lack it, for the duration of the block only.
+
+    The interpreter and the code may live under a 0700 home (pyenv in /root, a clone in ~): user nobody must
+    be able to reach them to run the daemon. Traverse only: nothing becomes listable or readable that was not.
+    """
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for directory in Path(path).resolve().parents:
+            mode = directory.stat().st_mode
+            if directory not in changed and not mode & stat.S_IXOTH:
+                changed[directory] = stat.S_IMODE(mode)
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for directory, mode in changed.items():
+            directory.chmod(mode)
+
+
+def _code_paths() -> list[str]:
+    """The interpreter, the standard library and every import path the daemon may load from."""
+    packages = [*mailwarden.__path__, *mailwarden.classifier.__path__]
+    return [os.path.realpath(sys.executable), *(p for p in sys.path if p and os.path.exists(p)), *packages]
 
 
 def test_daemon_serves_postfix_as_an_unprivileged_user(base, hostile_dns):
-    if not _interpreter_usable_by("nobody"):
-        pytest.skip(f"{os.path.realpath(sys.executable)} is not reachable by user nobody on this machine")
     run = base / "run"
     run.mkdir()
     shutil.chown(run, "nobody", "postfix")
-    daemon, sock = start_daemon(base, hostile_dns.port, "0660", sock=run / "milter.sock", user="nobody",
-                                group="postfix", extra_groups=[], cwd="/")  # fmt: skip
-    postfix = Postfix(base, milter=f"unix:{sock}", extra=LOAD_LIMITS).start()
-    try:
-        status = Path(f"/proc/{daemon.pid}/status").read_text()
-        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        assert set(uid_line.split()[1:]) == {str(pwd.getpwnam("nobody").pw_uid)}
-        assert next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1] == "0" * 16
-        assert (os.stat(sock).st_uid, stat.S_IMODE(os.stat(sock).st_mode)) == (pwd.getpwnam("nobody").pw_uid, 0o660)
-        assert connect_as("daemon", sock) == 13
-        sent = transaction(postfix.smtp_port, b"alice@good.test", [b"bob@example.org"], ip=GOOD_IP)
-        assert sent.outcome() == 250
-        assert postfix.delivered(sent.marker)["Authentication-Results"].startswith(AUTHSERV_ID)
-    finally:
-        postfix.stop()
-        daemon.stop()
+    with traversable_for_others(_code_paths()):
+        daemon, sock = start_daemon(base, hostile_dns.port, "0660", sock=run / "milter.sock", user="nobody",
+                                    group="postfix", extra_groups=[], cwd="/")  # fmt: skip
+        postfix = Postfix(base, milter=f"unix:{sock}", extra=LOAD_LIMITS).start()
+        try:
+            status = Path(f"/proc/{daemon.pid}/status").read_text()
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert set(uid_line.split()[1:]) == {str(pwd.getpwnam("nobody").pw_uid)}
+            assert next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1] == "0" * 16
+            assert (os.stat(sock).st_uid, stat.S_IMODE(os.stat(sock).st_mode)) == (pwd.getpwnam("nobody").pw_uid, 0o660)
+            assert connect_as("daemon", sock) == 13
+            sent = transaction(postfix.smtp_port, b"alice@good.test", [b"bob@example.org"], ip=GOOD_IP)
+            assert sent.outcome() == 250
+            assert postfix.delivered(sent.marker)["Authentication-Results"].startswith(AUTHSERV_ID)
+        finally:
+            postfix.stop()
+            daemon.stop()
 
 
 def listening_tcp(pid: int) -> list[tuple[str, int]]:
