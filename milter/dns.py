@@ -47,6 +47,7 @@ class Answer:
     rdtype: str
     nxdomain: bool
     records: tuple[Record, ...]
+    expires: float = float("inf")  # time.monotonic() after which the answer must be asked again
 
     def values(self, rdtype: str | None = None) -> list[object]:
         """Values of the records of `rdtype` (default: the type asked), after following CNAMEs."""
@@ -114,7 +115,7 @@ class Resolver:
         self.nameservers = nameservers or system_nameservers()
         self.timeout = timeout
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], tuple[float, Answer]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Answer] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
 
@@ -122,10 +123,10 @@ class Resolver:
         key = (name.lower().rstrip("."), rdtype.upper())
         with self._lock:
             cached = self._cache.get(key)
-            if cached and cached[0] > time.monotonic():
+            if cached and cached.expires > time.monotonic():
                 self._cache.move_to_end(key)
                 metrics.DNS_CACHE_HITS.inc()
-                return cached[1]
+                return cached
             pending = self._pending.get(key)
             owner = pending is None
             if owner:
@@ -140,14 +141,14 @@ class Resolver:
             assert pending.answer is not None
             return pending.answer
         try:
-            answer, ttl = self._query(key[0], key[1], budget)
+            answer = self._query(key[0], key[1], budget)
         except DNSTempError as exc:
             pending.error = exc
             raise
         else:
             pending.answer = answer
             with self._lock:
-                self._cache[key] = (time.monotonic() + ttl, answer)
+                self._cache[key] = answer
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
             return answer
@@ -156,7 +157,7 @@ class Resolver:
                 self._pending.pop(key, None)
             pending.done.set()
 
-    def _query(self, name: str, rdtype: str, budget: Budget) -> tuple[Answer, float]:
+    def _query(self, name: str, rdtype: str, budget: Budget) -> Answer:
         try:
             qname = dns.name.from_text(name)
             qtype = dns.rdatatype.from_text(rdtype)
@@ -190,7 +191,8 @@ class Resolver:
                 continue
             rcode = response.rcode()
             if rcode == dns.rcode.NXDOMAIN:
-                return Answer(name, rdtype, True, self._records(response)), _negative_ttl(response)
+                expires = time.monotonic() + _negative_ttl(response)
+                return Answer(name, rdtype, True, self._records(response), expires)
             if rcode != dns.rcode.NOERROR:
                 metrics.DNS_ERRORS.inc()
                 last = f"{dns.rcode.to_text(rcode)} from {host}:{port}"
@@ -200,7 +202,7 @@ class Resolver:
                 metrics.DNS_ERRORS.inc()
                 raise DNSTempError(f"{name}/{rdtype}: CNAME loop")
             ttl = min((rrset.ttl for rrset in response.answer), default=None)
-            return Answer(name, rdtype, False, records), _clamp_ttl(ttl, response)
+            return Answer(name, rdtype, False, records, time.monotonic() + _clamp_ttl(ttl, response))
         raise DNSTempError(f"{name}/{rdtype}: {last}")
 
     @staticmethod

@@ -20,6 +20,7 @@ from .dns import Budget, Resolver
 from .log import event
 from .policy import ACCEPT, Decision, decide
 from .session import Envelope, Session
+from .verdicts import Verdicts
 
 DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
 BOUNCE_SENDERS = frozenset({"", "mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "bounces"})
@@ -52,6 +53,7 @@ class Engine:
         self.resolver = resolver
         self.checks = checks
         self.classifier = classifier
+        self.verdicts = Verdicts(config.dns.cache_size)
 
     @classmethod
     def from_config(cls, config: Config, bounces: bool = True) -> Engine:
@@ -64,19 +66,25 @@ class Engine:
         return cls(config, resolver, classifier=classifier)
 
     def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
-        dns = DnsContext(self.resolver, Budget(self.config.dns.budget))
+        budget = Budget(self.config.dns.budget)
         results = {}
         for check in self.checks:
             if check.stage != stage:
                 continue
-            try:
-                result = check.run(subject, dns)
-            except Exception as exc:  # a bug in a check must cost a verdict, never the message
-                event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
-                result = check.failed(subject, f"internal error: {exc}")
+            result = self.verdicts.get(check.name, subject) or self._run_check(check, subject, budget)
             metrics.CHECK_RESULTS.labels(check.name, result.result).inc()
             results[check.name] = result
         return results
+
+    def _run_check(self, check: Check, subject: Subject, budget: Budget) -> CheckResult:
+        dns = DnsContext(self.resolver, budget)
+        try:
+            result = check.run(subject, dns)
+        except Exception as exc:  # a bug in a check must cost a verdict, never the message
+            event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
+            return check.failed(subject, f"internal error: {exc}")
+        self.verdicts.put(check.name, subject, result, dns.expires)
+        return result
 
     def connect(self, session: Session) -> None:
         if self.config.is_trusted(session.ip):

@@ -8,6 +8,7 @@ hostile value can therefore never end a header, start another one, or add a key 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import authres
@@ -24,6 +25,9 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
 _ESCAPES = {b: f"%{b:02X}" for b in (*range(0x20), *range(0x7F, 0x100))}
 _QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
+# Results are immutable and a client that writes again gets the very same ones (see verdicts.py): the text
+# rendered for a result is kept rather than built again through authres for every message.
+_RENDERED = 4096
 
 
 def clean(value: str | bytes | None, limit: int = LIMIT_TEXT) -> str:
@@ -66,6 +70,7 @@ def _pvalue(value: str) -> str:
     return _quoted(value) if "@" in value else value
 
 
+@functools.lru_cache(maxsize=_RENDERED)
 def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
     """The value of the Received-SPF trace field (RFC 7208 §9.1) for one SPF verdict."""
     pairs = [
@@ -83,24 +88,24 @@ def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
     return head + FOLD + (";" + FOLD).join(f"{k}={_kv_value(v)}" for k, v in pairs) + ";"
 
 
-def _resinfo(result: CheckResult) -> authres.AuthenticationResult:
+@functools.lru_cache(maxsize=_RENDERED)
+def _resinfo(result: CheckResult) -> str:
     reason = comment(result.reason)
     if isinstance(result, IprevResult):
-        return authres.IPRevAuthenticationResult(
-            result=result.result,
-            result_comment=reason,
-            policy_iprev=_pvalue(clean(result.ip, 64)),
-            policy_iprev_comment=comment(result.names[0]) if result.result == "pass" else None,
+        return str(
+            authres.IPRevAuthenticationResult(
+                result=result.result,
+                result_comment=reason,
+                policy_iprev=_pvalue(clean(result.ip, 64)),
+                policy_iprev_comment=comment(result.names[0]) if result.result == "pass" else None,
+            )
         )
     if isinstance(result, SpfResult):
+        domain = _pvalue(clean(result.domain, LIMIT_NAME))
         if result.identity == "helo":
-            return authres.SPFAuthenticationResult(
-                result=result.result, result_comment=reason, smtp_helo=_pvalue(clean(result.domain, LIMIT_NAME))
-            )
-        return authres.SPFAuthenticationResult(
-            result=result.result, result_comment=reason, smtp_mailfrom=_pvalue(clean(result.domain, LIMIT_NAME))
-        )
-    return authres.AuthenticationResult(method=result.method, result=result.result, result_comment=reason)
+            return str(authres.SPFAuthenticationResult(result=result.result, result_comment=reason, smtp_helo=domain))
+        return str(authres.SPFAuthenticationResult(result=result.result, result_comment=reason, smtp_mailfrom=domain))
+    return str(authres.AuthenticationResult(method=result.method, result=result.result, result_comment=reason))
 
 
 def authentication_results(authserv_id: str, results: list[CheckResult], skipped: str = "") -> str:
@@ -112,7 +117,7 @@ def authentication_results(authserv_id: str, results: list[CheckResult], skipped
             results=[],
         )
         return str(header).split(": ", 1)[1]
-    return authserv_id + ";" + FOLD + (";" + FOLD).join(str(_resinfo(r)) for r in results)
+    return authserv_id + ";" + FOLD + (";" + FOLD).join(_resinfo(r) for r in results)
 
 
 def authserv_id_of(value: str) -> str:

@@ -11,6 +11,7 @@ FORGED_AR_REMOVED = Counter("mailwarden_forged_ar_removed", "Incoming Authentica
 BOUNCES = Counter("mailwarden_bounces", "Failed recipients labelled in bounces", ["category", "type"])
 DNS_QUERIES = Counter("mailwarden_dns_queries", "DNS queries sent on the wire")
 DNS_CACHE_HITS = Counter("mailwarden_dns_cache_hits", "DNS lookups answered from the cache")
+VERDICT_CACHE_HITS = Counter("mailwarden_verdict_cache_hits", "Check results reused while their DNS answers were valid")
 DNS_TIMEOUTS = Counter("mailwarden_dns_timeouts", "DNS queries that timed out or ran out of budget")
 DNS_ERRORS = Counter("mailwarden_dns_errors", "DNS answers that were errors (SERVFAIL, REFUSED, garbage, loops)")
 RELOADS = Counter("mailwarden_reloads", "SIGHUP reloads", ["outcome"])

@@ -25,15 +25,19 @@ class Subject:
     sender: str | None = None  # MAIL FROM address without brackets; "" is the null sender
 
 
-@dataclass
+@dataclass(slots=True)
 class DnsContext:
-    """The shared resolver bound to one message's DNS budget."""
+    """The shared resolver bound to one message's DNS budget, for one check. It remembers when the first of
+    the answers the check read expires: until then the same subject gets the same result."""
 
     resolver: Resolver
     budget: Budget
+    expires: float = float("inf")
 
     def lookup(self, name: str, rdtype: str) -> Answer:
-        return self.resolver.lookup(name, rdtype, self.budget)
+        answer = self.resolver.lookup(name, rdtype, self.budget)
+        self.expires = min(self.expires, answer.expires)
+        return answer
 
 
 @dataclass(frozen=True)
