@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import ADDRESS_RE, BOUNCER_LOCALPARTS, Finding, cut_original
+from .extract import ADDRESS_RE, BOUNCER_LOCALPARTS, Finding
 from .parts import Message, Parsed, content_type, header
 
 BOUNCE_SUBJECT_RE = re.compile(
@@ -18,8 +18,9 @@ BOUNCE_SUBJECT_RE = re.compile(
     r"|mail system error|rejected|bounce|error|fail|not delivered|delivery notification"
     r"|unzustellbar|nicht zustellbar|non remis|no se puede entregar|エラー|不達|配信"
 )
+# The *_BODY_RE patterns are matched against lower-cased text (parts.lowered): faster than IGNORECASE.
 BOUNCE_BODY_RE = re.compile(
-    r"(?i)could not be delivered|couldn'?t be delivered|undeliverable|delivery (?:to the following|has failed"
+    r"could not be delivered|couldn'?t be delivered|undeliverable|delivery (?:to the following|has failed"
     r"|failed|to these recipients)|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|not be delivered"
     r"|was not delivered|delivery failure|rejected|user unknown|does not exist|no such user|mailbox (?:is )?full"
     r"|over quota|host unknown|message (?:was )?(?:bounced|returned)|failed recipient|giving up|transcript of session"
@@ -28,12 +29,12 @@ BOUNCE_BODY_RE = re.compile(
 )
 # Wording only delivery reports use (a subset of BOUNCE_BODY_RE, or an SMTP reply with an enhanced code).
 REPORT_BODY_RE = re.compile(
-    r"(?i)could(?: not|n'?t) be delivered|undeliverable|delivery (?:to the following|has failed|failed)"
+    r"could(?: not|n'?t) be delivered|undeliverable|delivery (?:to the following|has failed|failed)"
     r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|was not delivered|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
 )
 DELAY_BODY_RE = re.compile(
-    r"(?i)will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
+    r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
     r"|delivery (?:is )?delayed|not yet been delivered|will retry|warning: message still undelivered"
 )
 FEEDBACK_SUBJECT_RE = re.compile(r"(?i)\bcomplaint\b|\babuse report|\bspam report|\bfeedback report")
@@ -100,16 +101,15 @@ def detect_kind(parsed: Parsed, findings: list[Finding]) -> str:
         stated = kind_from_actions(findings)
         if stated:
             return stated
-    body = cut_original(parsed.body)
+    body = parsed.report_lower
     robot = _robot_sender(msg)
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
-    failure_words = bool(BOUNCE_BODY_RE.search(body))
     envelope_signed = robot or (_null_sender(msg) and not auto_reply)
     # A bouncy subject from an ordinary sender ("Error in your invoice") needs report-like text as well.
-    subject_signed = bouncy_subject and bool(REPORT_BODY_RE.search(body))
-    if (envelope_signed or subject_signed) and (failure_words or has_status_part or robot and bouncy_subject):
-        return "delay" if DELAY_BODY_RE.search(body) and not _permanent(findings) else "failure"
+    signed = envelope_signed or bouncy_subject and bool(REPORT_BODY_RE.search(body))
+    if signed and (has_status_part or robot and bouncy_subject or BOUNCE_BODY_RE.search(body)):
+        return "failure" if _permanent(findings) or not DELAY_BODY_RE.search(body) else "delay"
     if auto_reply:
         return "auto-reply"
     if robot and any(f.status or f.reply_code for f in findings):
