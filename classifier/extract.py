@@ -32,7 +32,7 @@ ADDRESS_RE = re.compile(rf"(?<![{_LOCAL}])[A-Za-z0-9][{_LOCAL}]{{0,63}}@[A-Za-z0
 # Matched against lower-cased text (see parts.lowered: Python's re is ~5x slower with IGNORECASE).
 STAGE_PATTERNS = (
     ("rcpt", re.compile(r"\brcpt\b|\brecipient address rejected")),
-    ("data", re.compile(r"\bend of data\b|\bdata\b|\bmessage body\b|\bcontent\b")),
+    ("data", re.compile(r"\bend of data\b|\bdata\b|\btext command\b|\bmessage body\b|\bcontent\b")),
     ("mail", re.compile(r"\bmail from\b|\bmail\b command|\bsender address rejected")),
     ("connect", re.compile(r"\bconnect(?:ion|ing)?\b|\bgreeting\b|\bhelo\b|\behlo\b|\bbanner\b")),
 )
@@ -43,8 +43,12 @@ BOUNCER_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "m
 ROBOT_LOCALPARTS = BOUNCER_LOCALPARTS | {"noreply", "no-reply"}
 # Delivery-status fields pasted into a text body (a report whose MIME structure was lost).
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
-# Lines where addresses are message identifiers or contact hints, not recipients.
-NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support")
+# Lines where addresses are message identifiers, contact hints or (Exim) the alias a failed address was
+# expanded from, not recipients.
+NOT_RECIPIENT_LINE_RE = re.compile(
+    r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support|^\s*\(generated from ")
+# Sendmail transcript lines: what was sent (">>> RCPT To:<...>", which names the stage) and the remote's reply.
+TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
 MAX_DIAGNOSTIC = 1000
 MAX_BLOCK_LINES = 12
 # An address this far into its line starts its own block (the line before it is someone else's text).
@@ -192,12 +196,26 @@ def recipient_block(text: str, address: str, next_address: str | None = None) ->
         end = 1
         while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
             end += 1
-        return "\n".join(lines[:end])
+        return "\n".join(transcript_before(text, start) + lines[:end])
     lines = lines[:MAX_BLOCK_LINES]
     if next_address:
         following = next_address.lower()
         lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
     return "\n".join(lines)
+
+
+def transcript_before(text: str, start: int) -> list[str]:
+    """The ">>> command" / "<<< reply" lines right above a Sendmail per-recipient error line.
+
+    In a transcript ("While talking to host: >>> MAIL From:<...> <<< 501 ... 554 <rcpt>... Remote protocol
+    error") the sendmail line only summarises; the command names the stage and the reply is the remote's reason.
+    """
+    kept: list[str] = []
+    for line in reversed(text[max(0, start - MAX_DIAGNOSTIC):start].splitlines()):
+        if not line.startswith(TRANSCRIPT_PREFIXES):
+            break
+        kept.append(line)
+    return kept[::-1]
 
 
 def own_addresses(msg: Message) -> set[str]:

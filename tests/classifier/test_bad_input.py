@@ -120,6 +120,26 @@ def test_vacation_reply_is_an_auto_reply(classifier):
     assert classifier.analyse(raw).kind == "auto-reply"
 
 
+def test_exim_alias_note_is_not_a_recipient(make_bounce):
+    raw = make_bounce("The following address(es) failed:\n\n  target@example.net\n"
+                      "    (generated from alias@example.org)\n"
+                      "    SMTP error from remote mail server after RCPT TO:<target@example.net>:\n"
+                      "    host mx.example.net [192.0.2.1]: 550 5.1.1 no such user\n")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.status, f.stage) for f in findings] == [("target@example.net", "5.1.1", "rcpt")]
+
+
+def test_sendmail_transcript_lines_above_a_recipient_line_are_its_diagnostic(make_bounce):
+    raw = make_bounce("   ----- Transcript of session follows -----\nWhile talking to mx.example.org:\n"
+                      ">>> MAIL From:<sender@example.org>\n<<< 553 sender domain does not resolve\n"
+                      "554 <a@example.org>... Remote protocol error\n"
+                      "554 <b@example.net>... 550 Host unknown (Authoritative answer from name server)\n")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.stage, f.reply_code) for f in findings] == [
+        ("a@example.org", "mail", "553"), ("b@example.net", None, "554")]
+    assert "sender domain does not resolve" in findings[0].diagnostic
+
+
 def test_delay_dsn_is_reported_as_delay(classifier):
     raw = _dsn("b", "b").replace(b"Action: failed", b"Action: delayed").replace(b"Status: 5.1.1", b"Status: 4.4.1")
     report = classifier.analyse(raw)
