@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from types import TracebackType
 from typing import TypeVar
@@ -56,6 +57,13 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
 
     return wrap
 
+
+# pymilter runs each session on a Python thread state of its own, created on one libmilter worker thread and
+# deleted on whichever thread closes the session; the creating thread's PyGILState slot is then left pointing
+# at the deleted state. Extensions that take the GIL through PyGILState (onnxruntime via pybind11) crash on
+# such a thread (seen: a segfault on the first bounce after an ordinary message). The bounce classifier
+# therefore runs on a thread that Python itself owns.
+_classifier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-classifier")
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
 
@@ -207,7 +215,7 @@ class MailwardenMilter(Milter.Base):
         metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
         for name, value in reversed(self.engine.result_headers(self.session, envelope)):
             self.addheader(name, value, 0)
-        for name, value in self.engine.bounce_headers(envelope):
+        for name, value in _classifier_thread.submit(self.engine.bounce_headers, envelope).result():
             self.addheader(name, value)
         self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from .faulty_daemon import BOOM_IP
 from .rawsmtp import RawSMTP, transaction
 
 REPO = Path(__file__).resolve().parents[2]
+DSN = REPO / "tests" / "data" / "dsn-corpus" / "eml" / "lhost-postfix-63.eml"
 
 
 @pytest.fixture
@@ -189,3 +192,18 @@ def test_exception_outside_the_checks_tempfails_that_message_and_the_daemon_keep
         assert sent.outcome() == 250
         assert stack.postfix.delivered(sent.marker)["Authentication-Results"].startswith(AUTHSERV_ID)
     assert crashed.marker not in deliveries(stack)
+
+
+def test_bounces_after_ordinary_mail_are_labelled_and_the_daemon_lives_on(own_stack):
+    """Regression: onnxruntime segfaulted, taking the daemon down, on the first bounce after ordinary mail
+    (a libmilter thread whose Python thread state pymilter had deleted with an earlier session); the
+    classifier now runs on a thread Python owns. A fresh daemon, as the crash needed a first bounce."""
+    for _ in range(3):
+        for _ in range(4):  # sessions on every worker thread, so that each has left a deleted thread state
+            sent = transaction(own_stack.port, b"alice@good.test", [b"bob@example.org"], ip=GOOD_IP)
+            assert sent.outcome() == 250
+        marker = f"mw-{uuid.uuid4().hex}"
+        with smtplib.SMTP("127.0.0.1", own_stack.port, timeout=30) as smtp:
+            smtp.sendmail("", ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + DSN.read_bytes())
+        assert "category=quota-issues" in own_stack.postfix.delivered(marker)["X-Mailwarden-Bounce"]
+    assert own_stack.daemon.proc.poll() is None, own_stack.daemon.log()
