@@ -21,14 +21,17 @@ from .parts import (
     split_message,
 )
 
-STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-REPLY_RE = re.compile(r"(?<![\d.])([245][0-5]\d)(?:[\s\-]|$)")
+# Patterns scanned over whole texts start with a character class and check what precedes that character in a
+# look-behind placed after it ("[245](?<![\d.][245])" instead of "(?<![\d.])[245]"): same matches, but Python's
+# re can then skip to candidate characters instead of trying the look-behind at every position (2-5x faster).
+STATUS_RE = re.compile(r"([245])(?<![\d.][245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+REPLY_RE = re.compile(r"([245](?<![\d.][245])[0-5]\d)(?:[\s\-]|$)")
 # Linear-time by construction: a match can only start where a local part starts (look-behind), and every
 # repetition is bounded (local part <= 64, domain <= 253), so long runs of letters or dots cannot make the
 # search quadratic - a bounce body is attacker-controlled input.
 _LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
-ADDRESS_RE = re.compile(rf"(?<![{_LOCAL}])[A-Za-z0-9][{_LOCAL}]{{0,63}}@[A-Za-z0-9](?:[A-Za-z0-9\-.]{{0,251}}"
-                        r"[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
+ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63}}@"
+                        r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
 # Matched against lower-cased text (see parts.lowered: Python's re is ~5x slower with IGNORECASE).
 STAGE_PATTERNS = (
     ("rcpt", re.compile(r"\brcpt\b|\brecipient address rejected")),

@@ -11,27 +11,34 @@ import re
 
 from .extract import ADDRESS_RE, STATUS_RE, Finding
 
-URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
-IPV4_RE = re.compile(r"\[?\b\d{1,3}(?:\.\d{1,3}){3}\b\]?")
-IPV6_RE = re.compile(r"\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){3,7}\b", re.I)  # only tried on text with 3+ colons
-HOST_RE = re.compile(r"\b(?:[a-z0-9\-]+\.){2,}[a-z]{2,}\b", re.I)
-REPLY_WORD_RE = re.compile(r"(?<![\w.])([245][0-5]\d)(?![\w.])")
-NUMBER_RE = re.compile(r"\b\d+\b")
+# All matched against lower-cased text; see extract.STATUS_RE for the look-behind-after-first-character form.
+URL_RE = re.compile(r"\b(?:https?://|www\.)\S+")
+IPV4_RE = re.compile(r"\d(?<!\w\d)\d{0,2}(?:\.\d{1,3}){3}\b")
+IPV6_RE = re.compile(r"\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){3,7}\b")  # only tried on text with 3+ colons
+HOST_RE = re.compile(r"\b(?:[a-z0-9\-]+\.){2,}[a-z]{2,}\b")
+REPLY_WORD_RE = re.compile(r"([245](?<![\w.][245])[0-5]\d)(?![\w.])")
+NUMBER_RE = re.compile(r"\d(?<!\w\d)\d*\b")
 # Scripts written without spaces: each character becomes a token, so word bigrams become character bigrams.
 CJK_RE = re.compile(r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f])")
-# Spelling variants that would otherwise split one concept into unrelated tokens.
+# Spelling variants that would otherwise split one concept into unrelated tokens; each starts at a word start.
 SPELLINGS = (
-    (r"\be[\s\-]mail", "email"),
-    (r"\bmail[\s\-]box", "mailbox"),
-    (r"\buser[\s\-]name", "username"),
-    (r"\bover[\s\-]quota", "overquota"),
-    (r"\b(?:black|block|deny)[\s\-]?list(?:ed|ing)?", "blocklisted"),
-    (r"\bspam[\s\-]?haus\b", "spamhaus"),
-    (r"\bdoes ?n[o']?t\b|\bdoesnt\b", "does not"),
-    (r"\bca ?n[o']?t\b|\bcannot\b", "can not"),
+    (r"e[\s\-]mail", "email"),
+    (r"mail[\s\-]box", "mailbox"),
+    (r"user[\s\-]name", "username"),
+    (r"over[\s\-]quota", "overquota"),
+    (r"black[\s\-]?list(?:ed|ing)?", "blocklisted"),
+    (r"block[\s\-]?list(?:ed|ing)?", "blocklisted"),
+    (r"deny[\s\-]?list(?:ed|ing)?", "blocklisted"),
+    (r"spam[\s\-]?haus\b", "spamhaus"),
+    (r"does ?n[o']?t\b", "does not"),
+    (r"doesnt\b", "does not"),
+    (r"ca ?n[o']?t\b", "can not"),
+    (r"cannot\b", "can not"),
 )
-# All variants in one pass (one regex scan instead of eight): the named group says which one matched.
-SPELLING_RE = re.compile("|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(SPELLINGS)))
+# All variants in one scan; the empty named group after the first letter says which one matched, and the
+# look-behind there makes that letter a word start (a leading \b would cost a try of every branch everywhere).
+SPELLING_RE = re.compile("|".join(f"{pattern[0]}(?<!\\w{pattern[0]})(?P<v{i}>){pattern[1:]}"
+                                  for i, (pattern, _) in enumerate(SPELLINGS)))
 MAX_WORDS = 64
 # The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
 MAX_CHARS = 600
@@ -40,12 +47,15 @@ MAX_CHARS = 600
 def normalise(text: str) -> str:
     """Lower-case words with addresses, URLs, IPs, hosts and numbers replaced by placeholders."""
     text = text[:MAX_CHARS].lower()
-    text = URL_RE.sub(" zurl ", text)
-    text = ADDRESS_RE.sub(" zaddr ", text)
+    if "http" in text or "www." in text:
+        text = URL_RE.sub(" zurl ", text)
+    if "@" in text:
+        text = ADDRESS_RE.sub(" zaddr ", text)
     text = IPV4_RE.sub(" zip ", text)
     if text.count(":") >= 3:
         text = IPV6_RE.sub(" zip ", text)
-    text = HOST_RE.sub(" zhost ", text)
+    if "." in text:
+        text = HOST_RE.sub(" zhost ", text)
     text = STATUS_RE.sub(lambda m: " zcode_{}_{}_{} ".format(*m.groups()), text)
     text = REPLY_WORD_RE.sub(r" zreply_\1 ", text)
     text = NUMBER_RE.sub(" znum ", text)
