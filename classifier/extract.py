@@ -13,6 +13,7 @@ from .parts import (
     STATUS_TYPES,
     Message,
     Parsed,
+    at_word_start,
     cut_original,
     decode_bytes,
     header,
@@ -34,10 +35,12 @@ ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63
                         r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
 # Matched against lower-cased text (see parts.lowered: Python's re is ~5x slower with IGNORECASE).
 STAGE_PATTERNS = (
-    ("rcpt", re.compile(r"\brcpt\b|\brecipient address rejected")),
-    ("data", re.compile(r"\bend of data\b|\bdata\b|\btext command\b|\bmessage body\b|\bcontent\b")),
-    ("mail", re.compile(r"\bmail from\b|\bmail\b command|\bsender address rejected")),
-    ("connect", re.compile(r"\bconnect(?:ion|ing)?\b|\bgreeting\b|\bhelo\b|\behlo\b|\bbanner\b")),
+    ("rcpt", re.compile(at_word_start(r"rcpt\b", "recipient address rejected"))),
+    ("data", re.compile(at_word_start(r"end of data\b", r"data\b", r"text command\b", r"message body\b",
+                                      r"content\b"))),
+    ("mail", re.compile(at_word_start(r"mail from\b", r"mail\b command", "sender address rejected"))),
+    ("connect", re.compile(at_word_start(r"connect(?:ion|ing)?\b", r"greeting\b", r"helo\b", r"ehlo\b",
+                                         r"banner\b"))),
 )
 MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
 # Mailboxes that send delivery reports (a sign of a bounce) ...

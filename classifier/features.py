@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from .extract import ADDRESS_RE, STATUS_RE, Finding
+from .parts import at_word_start
 
 # All matched against lower-cased text; see extract.STATUS_RE for the look-behind-after-first-character form.
 URL_RE = re.compile(r"\b(?:https?://|www\.)\S+")
@@ -35,10 +36,9 @@ SPELLINGS = (
     (r"ca ?n[o']?t\b", "can not"),
     (r"cannot\b", "can not"),
 )
-# All variants in one scan; the empty named group after the first letter says which one matched, and the
-# look-behind there makes that letter a word start (a leading \b would cost a try of every branch everywhere).
-SPELLING_RE = re.compile("|".join(f"{pattern[0]}(?<!\\w{pattern[0]})(?P<v{i}>){pattern[1:]}"
-                                  for i, (pattern, _) in enumerate(SPELLINGS)))
+# All variants in one scan; the empty named group after the first letter says which one matched.
+SPELLING_RE = re.compile(at_word_start(*(f"{pattern[0]}(?P<v{i}>){pattern[1:]}"
+                                         for i, (pattern, _) in enumerate(SPELLINGS))))
 MAX_WORDS = 64
 # The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
 MAX_CHARS = 600

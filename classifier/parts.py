@@ -34,6 +34,18 @@ RAW_HEADER_RE = re.compile("[\udc80-\udcff\x1b]")
 LINE_BREAK_TAG_RE = re.compile(r"(?i)<(?:br\s*/?|/p|/div|/tr)>")
 TAG_RE = re.compile(r"<[^<>]{0,1000}>")
 BOUNDARY_LINE_RE = re.compile(r"(?m)^--([^\s]{1,200})\r?$")
+
+
+def at_word_start(*alternatives: str) -> str:
+    r"""Regex source for "any alternative, starting at a word start", in a form Python's re scans fast.
+
+    With "\b(?:mail|data)" re tries every branch at every position; "m(?<!\wm)ail|d(?<!\wd)ata" lets it skip
+    to candidate first letters and checks the word start in a look-behind (2-5x faster on long texts). Each
+    alternative must start with a literal letter.
+    """
+    return "|".join(f"{a[0]}(?<!\\w{a[0]}){a[1:]}" for a in alternatives)
+
+
 # Lines after which a body-only bounce quotes the original message.
 ORIGINAL_LINE_RE = re.compile(
     r"(?m)^[ \t\-=_*>|]*(?:"
@@ -43,9 +55,9 @@ ORIGINAL_LINE_RE = re.compile(
     r")")
 # The same announcement anywhere in a line (kept separate from the anchored pattern: no backtracking '.*').
 # Both are matched against lower-cased text.
-ORIGINAL_PHRASE_RE = re.compile(
-    r"\b(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers?)"
-    r"|message (?:text )?follows|headers of the original|text of your message)")
+ORIGINAL_PHRASE_RE = re.compile(at_word_start(
+    "copy of (?:the|your) (?:original )?message", "original message (?:follows|headers?)",
+    "message (?:text )?follows", "headers of the original", "text of your message"))
 # Lines that are a header field or its continuation (the stdlib feed parser's own test; a "From " line is an
 # mbox envelope) ...
 HEADER_BLOCK_RE = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*(?:\n|\Z))*")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from mailwarden.classifier.parts import (
     MAX_PARSED_BYTES,
     OPAQUE_TYPES,
+    at_word_start,
     content_type,
     lowered,
     parse,
@@ -83,3 +85,13 @@ def test_lowered_keeps_positions_when_lower_casing_would_not():
     assert len(lowered(text)) == len(text)
     assert lowered(text).endswith("mailbox full")
     assert content_type(parse_message(b"Content-Type: TEXT/Plain\n\nx")) == "text/plain"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["mail", "box", "data", "x", " ", "-", "_", "1", "e", "\u00e9"]), max_size=30)
+       .map("".join))
+def test_word_start_alternation_matches_like_a_leading_word_boundary(text):
+    alternatives = (r"mail[\s\-]?box", r"data\b", "email", "box")
+    plain = re.compile(r"\b(?:" + "|".join(alternatives) + ")")
+    fast = re.compile(at_word_start(*alternatives))
+    assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)]
