@@ -19,8 +19,11 @@ IPV6_RE = re.compile(r"\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){3,7}\b")  # only tried 
 HOST_RE = re.compile(r"\b(?:[a-z0-9\-]+\.){2,}[a-z]{2,}\b")
 REPLY_WORD_RE = re.compile(r"([245](?<![\w.][245])[0-5]\d)(?![\w.])")
 NUMBER_RE = re.compile(r"\d(?<!\w\d)\d*\b")
-# Scripts written without spaces: each character becomes a token, so word bigrams become character bigrams.
-CJK_RE = re.compile(r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f])")
+# The words: runs of word characters, except that in scripts written without spaces each character is a word
+# (so word bigrams become character bigrams). One findall; inserting spaces around each such character with
+# re.sub took ~200 us on a Japanese diagnostic.
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f"
+WORD_RE = re.compile(rf"(?=\w)[{_CJK}]|[^\W{_CJK}]+")
 # Spelling variants that would otherwise split one concept into unrelated tokens; each starts at a word start.
 SPELLINGS = (
     (r"e[\s\-]mail", "email"),
@@ -60,9 +63,7 @@ def normalise(text: str) -> str:
     text = REPLY_WORD_RE.sub(r" zreply_\1 ", text)
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
-    text = CJK_RE.sub(r" \1 ", text)
-    words = re.findall(r"\w+", text)
-    return " ".join(words[:MAX_WORDS])
+    return " ".join(WORD_RE.findall(text)[:MAX_WORDS])
 
 
 def structure_tokens(status: str | None, reply_code: str | None, stage: str | None) -> list[str]:
