@@ -180,8 +180,8 @@ def split_message(text: str) -> tuple[Message, str]:
     """
     end = HEADER_BLOCK_RE.match(text).end()
     msg = Message()
-    for match in FIELD_RE.finditer(text, 0, end):
-        msg.set_raw(match.group(1), match.group(2).rstrip("\r\n"))
+    for name, value in FIELD_RE.findall(text, 0, end):
+        msg.set_raw(name, value.rstrip("\r\n"))
     blank = BLANK_LINE_RE.match(text, end)
     return msg, text[blank.end() if blank else end:]
 
@@ -222,13 +222,15 @@ def _split_multipart(body: str, boundary: str | None) -> list[str] | None:
 
 def header(msg: Message, name: str) -> str:
     """A header as plain text, with RFC 2047 words decoded and folding removed; '' when absent or broken."""
-    wanted = name.lower()
-    value = next((str(v) for k, v in msg.raw_items() if k.lower() == wanted), None)
+    wanted, size = name.lower(), len(name)  # the length test spares a lower() of each of 80+ provider fields
+    value = next((str(v) for k, v in msg.raw_items() if len(k) == size and k.lower() == wanted), None)
     if value is None:
         return ""
     if RAW_HEADER_RE.search(value):  # raw 8-bit or ISO-2022-JP bytes, sent without RFC 2047 encoding
         with contextlib.suppress(UnicodeError):
             value = decode_bytes(value.encode("ascii", "surrogateescape"), None)
+    if "=?" not in value:  # no RFC 2047 encoded word: nothing to decode
+        return " ".join(value.split())
     try:
         decoded = email.header.make_header(email.header.decode_header(value))
         text = str(decoded)
