@@ -1,8 +1,11 @@
 """The milter callbacks: they only gather the session from the MTA and hand it to the engine.
 
-Every stage is answered (no skipped stages, no no-reply callbacks): over TCP, Postfix stalls ~40 ms on a
-milter that leaves a stage out. An exception anywhere here is turned into a temporary failure by the
-daemon's exception policy, so mail is never lost to a bug.
+On a unix socket, stages mailwarden has no use for (DATA, end of headers, unknown commands) are not
+negotiated, so the MTA never sends them (two round trips fewer per message); on TCP, where Postfix stalls
+~40 ms when they are left out, `TcpMailwardenMilter` takes them all. Either way the body is skipped as
+soon as it is not needed (SMFIR_SKIP), and every command that is sent gets its reply (no no-reply
+callbacks, which stall the same way).
+An exception anywhere here is turned into a temporary failure, so mail is never lost to a bug.
 """
 
 from __future__ import annotations
@@ -173,11 +176,6 @@ class MailwardenMilter(Milter.Base):
         self.setreply(decision.code, decision.xcode, decision.text)
         return Milter.REJECT if decision.action == "reject" else Milter.TEMPFAIL
 
-    def data(self) -> int:
-        if self.envelope is not None:
-            self.envelope.queue_id = self.getsymval("i") or self.envelope.queue_id
-        return Milter.CONTINUE
-
     @callback("header", timed=False)
     def header(self, name: str, value: str) -> int:
         envelope = self.envelope
@@ -194,20 +192,19 @@ class MailwardenMilter(Milter.Base):
                 envelope.body = bytearray()
         return Milter.CONTINUE
 
-    def eoh(self) -> int:
-        return Milter.CONTINUE
-
     @callback("body", timed=False)
     def body(self, chunk: bytes) -> int:
         collected = self.envelope.body if self.envelope is not None else None
-        if collected is not None and len(collected) < MAX_BOUNCE_BYTES:
-            collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
+        if collected is None or len(collected) >= MAX_BOUNCE_BYTES:
+            return Milter.SKIP  # nothing more to read: the MTA sends the rest of the body to nobody
+        collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return Milter.CONTINUE
 
     @callback("eom")
     def eom(self) -> int:
         envelope = self.envelope
         assert envelope is not None
+        envelope.queue_id = self.getsymval("i") or envelope.queue_id
         # Delete from the last so that the indexes of the earlier ones stay valid, then prepend ours:
         # index 0 lands above the MTA's own Received:, so the last one inserted ends on top.
         for index in reversed(envelope.forged):
@@ -224,11 +221,29 @@ class MailwardenMilter(Milter.Base):
         self.envelope = None
         return Milter.CONTINUE
 
-    def unknown(self, command: str) -> int:
-        return Milter.CONTINUE
-
     def close(self) -> int:
         if self.entered:
             self.entered = False
             self.gate.leave()
         return Milter.CONTINUE
+
+
+class TcpMailwardenMilter(MailwardenMilter):
+    """For an inet: socket: every stage is negotiated and answered. Postfix stalls on TCP when stages are left
+    out (measured through Postfix, 1 session: 52.8 ms per message without DATA and end-of-headers, 12.4 ms
+    without end-of-headers, 6.7 ms with both, against 5.6 ms on a unix socket without them)."""
+
+    def data(self) -> int:
+        return Milter.CONTINUE
+
+    def eoh(self) -> int:
+        return Milter.CONTINUE
+
+    def unknown(self, command: str) -> int:
+        return Milter.CONTINUE
+
+
+# pymilter caches the negotiated protocol mask in a class attribute on first use, which a subclass would
+# inherit if its parent's were computed first: compute the subclass's own, then the parent's.
+TcpMailwardenMilter.protocol_mask()
+MailwardenMilter.protocol_mask()
