@@ -137,8 +137,8 @@ def parse_message(raw: bytes) -> Message:
 
     The stdlib feed parser reads every line of a 60 KiB bounce in Python (~3 ms, the bulk of a classification),
     although nothing past the headers of an attached original is ever read. Here header blocks are read with
-    the stdlib's own rules (header-line test, compat32 unfolding), bodies are cut at boundary lines with one
-    regex scan, and attached messages keep their body unparsed. A multipart whose declared boundary never
+    the stdlib's own rules (header-line test, compat32 unfolding), bodies are cut at boundary lines found with
+    str.find, and attached messages keep their body unparsed. A multipart whose declared boundary never
     occurs (MTAs do send those) is split at the boundary the body actually uses.
     """
     return _parse_text(raw[:MAX_PARSED_BYTES].decode("ascii", "surrogateescape"), 0)
