@@ -72,7 +72,14 @@ NAMES = {"C": "connect", "H": "helo", "M": "mail", "R": "rcpt", "T": "data", "L"
 NO_REPLY = {"C": smfi.SMFIP_NR_CONN, "H": smfi.SMFIP_NR_HELO, "M": smfi.SMFIP_NR_MAIL, "R": smfi.SMFIP_NR_RCPT,
             "T": smfi.SMFIP_NR_DATA, "L": smfi.SMFIP_NR_HDR, "N": smfi.SMFIP_NR_EOH,
             "B": smfi.SMFIP_NR_BODY}  # fmt: skip
+LEFT_OUT = {"C": smfi.SMFIP_NOCONNECT, "H": smfi.SMFIP_NOHELO, "M": smfi.SMFIP_NOMAIL, "R": smfi.SMFIP_NORCPT,
+            "T": smfi.SMFIP_NODATA, "L": smfi.SMFIP_NOHDRS, "N": smfi.SMFIP_NOEOH,
+            "B": smfi.SMFIP_NOBODY}  # fmt: skip
 MODIFICATIONS = {smfi.SMFIR_ADDHEADER, smfi.SMFIR_INSHEADER, smfi.SMFIR_CHGHEADER}
+
+
+# Replies other than continue that a clean message may get: accept at end of message, skip the rest of the body.
+FINE = {(smfi.SMFIC_BODYEOB, smfi.SMFIR_ACCEPT), (smfi.SMFIC_BODY, smfi.SMFIR_SKIP)}
 
 
 class ProtocolError(Exception):
@@ -125,7 +132,10 @@ class Conversation:
                                            nameval=[x for item in values.items() for x in item]))  # fmt: skip
 
     async def call(self, cmd: str, **fields: object) -> None:
-        """Send one command and wait for its reply (unless the milter negotiated no reply for it)."""
+        """Send one command and wait for its reply, unless the milter negotiated the stage out (not sent, as
+        Postfix does) or no reply for it."""
+        if self.protocol & LEFT_OUT.get(cmd, 0):
+            return
         start = time.perf_counter()
         self.writer.write(codec.encode_msg(cmd, **fields))
         if self.protocol & NO_REPLY.get(cmd, 0):
@@ -135,7 +145,7 @@ class Conversation:
             self.tally.modifications[reply] += 1
             reply, _ = await self.receive()
         self.tally.rtt[cmd].append(time.perf_counter() - start)
-        if reply != smfi.SMFIR_CONTINUE and not (cmd == smfi.SMFIC_BODYEOB and reply == smfi.SMFIR_ACCEPT):
+        if reply != smfi.SMFIR_CONTINUE and (cmd, reply) not in FINE:
             raise ProtocolError(f"{NAMES.get(cmd, cmd)} answered {reply!r}")
 
     async def message(self, client: Client, number: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
@@ -46,15 +47,16 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
 
         @functools.wraps(method)
         def guarded(self: MailwardenMilter, *args: object) -> int:
+            start = time.perf_counter()
             try:
-                if histogram is None:
-                    return method(self, *args)
-                with histogram.time():
-                    return method(self, *args)
+                return method(self, *args)
             except Exception:
                 event("callback-error", logging.ERROR, exc_info=True, stage=stage, client=self.session.ip)
                 self.setreply("451", "4.3.0", "mailwarden: internal error, try again later")
                 return Milter.TEMPFAIL
+            finally:
+                if histogram is not None:
+                    histogram.observe(time.perf_counter() - start)
 
         return guarded  # type: ignore[return-value]
 
@@ -212,8 +214,9 @@ class MailwardenMilter(Milter.Base):
         metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
         for name, value in reversed(self.engine.result_headers(self.session, envelope)):
             self.addheader(name, value, 0)
-        for name, value in _classifier_thread.submit(self.engine.bounce_headers, envelope).result():
-            self.addheader(name, value)
+        if envelope.body is not None:  # collected: the message may be a bounce
+            for name, value in _classifier_thread.submit(self.engine.bounce_headers, envelope).result():
+                self.addheader(name, value)
         self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE
 

@@ -72,7 +72,7 @@ class Engine:
             if check.stage != stage:
                 continue
             result = self.verdicts.get(check.name, subject) or self._run_check(check, subject, budget)
-            metrics.CHECK_RESULTS.labels(check.name, result.result).inc()
+            metrics.child(metrics.CHECK_RESULTS, check.name, result.result).inc()
             results[check.name] = result
         return results
 
@@ -89,7 +89,7 @@ class Engine:
     def connect(self, session: Session) -> None:
         if self.config.is_trusted(session.ip):
             session.skip = f"client {session.ip} is in trusted_networks"
-            metrics.CHECKS_SKIPPED.labels("trusted_network").inc()
+            metrics.child(metrics.CHECKS_SKIPPED, "trusted_network").inc()
             return
         session.results = self._run("connect", Subject(ip=session.ip))
 
@@ -100,11 +100,11 @@ class Engine:
 
     def _skip_reason(self, envelope: Envelope) -> str:
         if envelope.auth and self.config.skip_authenticated:
-            metrics.CHECKS_SKIPPED.labels("authenticated").inc()
+            metrics.child(metrics.CHECKS_SKIPPED, "authenticated").inc()
             return f"sender authenticated as {envelope.auth}"
         domain = domain_of(envelope.sender) if "@" in envelope.sender else ""
         if domain in self.config.skip_sender_domains:
-            metrics.CHECKS_SKIPPED.labels("sender_domain").inc()
+            metrics.child(metrics.CHECKS_SKIPPED, "sender_domain").inc()
             return f"sender domain {domain} is in skip_sender_domains"
         return ""
 
@@ -121,7 +121,7 @@ class Engine:
         else:
             policy = self.config.policy_for(domain_of(recipient))
             decision = decide(((c.policy, r) for c, r in self.results(session, envelope)), policy)
-        metrics.ACTIONS.labels(decision.action, decision.key or "none").inc()
+        metrics.child(metrics.ACTIONS, decision.action, decision.key or "none").inc()
         if not decision.accepted:
             self.log(session, envelope, decision, recipient)
         return decision
@@ -154,7 +154,7 @@ class Engine:
             return []
         model = self.classifier.model_id
         for verdict in report.recipients:
-            metrics.BOUNCES.labels(verdict.category, verdict.type).inc()
+            metrics.child(metrics.BOUNCES, verdict.category, verdict.type).inc()
             event(
                 "bounce", queue_id=envelope.queue_id or "-", kind=report.kind,
                 recipient=headers.clean(verdict.recipient, headers.LIMIT_ADDRESS), category=verdict.category,

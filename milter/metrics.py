@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 CHECK_RESULTS = Counter("mailwarden_check_results", "Check results", ["check", "result"])
 CHECKS_SKIPPED = Counter("mailwarden_checks_skipped", "Transactions whose checks were skipped", ["reason"])
@@ -22,6 +25,13 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+    """A metric's labelled child, looked up once: labels() takes a lock and validates on every call, and the
+    checks' results and actions are a handful of values seen on every message."""
+    return metric.labels(*labels)
 
 
 def serve(address: str) -> None:
