@@ -170,7 +170,9 @@ def test_parser_never_raises_on_mangled_dsns(noise, where):
     (b"a" * 100_000, "text/plain"), (b"a." * 50_000, "text/plain"), (b"a@" * 50_000, "text/plain"),
     (b" ".join(b"u%d@example.com" % i for i in range(5_000)), "text/plain"),
     (b"<script>" * 12_000, "text/html"), (b"<" * 100_000, "text/html"), (b"<a " * 30_000, "text/html"),
-], ids=["letters", "dots", "at-signs", "addresses", "unclosed-scripts", "unclosed-brackets", "unclosed-tags"])
+    (b"--b\n" * 40_000, 'multipart/mixed; boundary="b"'),
+], ids=["letters", "dots", "at-signs", "addresses", "unclosed-scripts", "unclosed-brackets", "unclosed-tags",
+        "empty-parts"])
 def test_pathological_bodies_are_analysed_in_bounded_time(classifier, make_bounce, body, ctype):
     # Each of these took 6-11 s with unbounded patterns (quadratic backtracking) before they were bounded.
     started = time.perf_counter()
