@@ -262,19 +262,18 @@ def part_text(part: Message) -> str:
     except Exception:  # noqa: BLE001 - a broken part yields no text, it must not abort the analysis
         return ""
     if isinstance(payload, bytes):
-        charset = part.get_content_charset() if _charset_is_sane(part) else None
-        return decode_bytes(payload, charset)[:MAX_TEXT_CHARS]
+        return decode_bytes(payload, _charset(part))[:MAX_TEXT_CHARS]
     if isinstance(payload, str):
         return payload[:MAX_TEXT_CHARS]
     return ""
 
 
-def _charset_is_sane(part: Message) -> bool:
+def _charset(part: Message) -> str | None:
+    """The declared charset, or None when there is none or the parameter is garbage (e.g. broken RFC 2231)."""
     try:
-        part.get_content_charset()
-    except Exception:  # noqa: BLE001 - e.g. RFC 2231 garbage in the parameter
-        return False
-    return True
+        return part.get_content_charset()
+    except Exception:  # noqa: BLE001 - the stdlib raises various errors on damaged parameters
+        return None
 
 
 def content_type(part: Message) -> str:
