@@ -121,8 +121,8 @@ def slim_graph(onx) -> None:
 
     onnxruntime spends a few microseconds per node and call, a third of the classification time here:
     binary TF (TfIdfVectorizer "TF", Cast to bool, Cast to float) times the idf constant (Mul) is one
-    TfIdfVectorizer in "IDF" mode (weight when the n-gram occurs); the L1 Normalizer after the softmax is
-    dropped (the softmax sums to 1 already); class labels become ints, so no string tensor is built per call
+    TfIdfVectorizer in "IDF" mode (weight when the n-gram occurs); the L1 Normalizer after a multiclass
+    softmax is dropped (the softmax sums to 1 already); class labels become ints, so no string tensor is built per call
     (the names are in the model's metadata).
     """
     from onnx import TensorProto, helper, numpy_helper
@@ -143,10 +143,13 @@ def slim_graph(onx) -> None:
     del attributes["weights"].floats[:]
     attributes["weights"].floats.extend(float(idf[column]) for column in columns)
     tfidf.output[0] = mul.output[0]
-    normalisers = [n for n in graph.node if n.op_type == "Normalizer"]
-    classifier.output[1] = normalisers[-1].output[0]
-    for dropped in [*casts, mul, normalisers[-1]]:
+    for dropped in [*casts, mul]:
         graph.node.remove(dropped)
+    # Multiclass: an L1 Normalizer reads the softmax; a two-class model has none (its only Normalizer is the
+    # TF-IDF's L2 one, which stays).
+    for normaliser in [n for n in graph.node if n.op_type == "Normalizer" and n.input[0] == classifier.output[1]]:
+        classifier.output[1] = normaliser.output[0]
+        graph.node.remove(normaliser)
     graph.initializer.remove(idf_init)
     labels = next(a for a in classifier.attribute if a.name == "classlabels_strings")
     count = len(labels.strings)

@@ -114,3 +114,22 @@ def test_custom_category_is_learned_with_its_type(tmp_path):
     assert meta == model.labels
     assert model.predict([model_text(Finding(recipient="", diagnostic="451 greylisted, try later"))])[0].category \
         == "greylisted"
+
+
+def test_a_two_category_model_loads_and_agrees_with_the_training_time_model(tmp_path):
+    """A two-class logistic regression exports another graph (no softmax normaliser): slimming must keep it
+    loadable. `mailwarden train` without --base on two categories gave a file onnxruntime refused."""
+    pytest.importorskip("sklearn")
+    from mailwarden.classifier.train import train
+
+    texts = {"greylisted": ["451 4.7.1 greylisted, please try again later", "450 greylisting in effect",
+                            "temporarily deferred due to greylisting"],
+             "bad-mailbox": ["550 5.1.1 user unknown", "No such user here", "mailbox does not exist"]}  # fmt: skip
+    examples = [Example(Finding(recipient="", diagnostic=t), category, f"{category}{i}", "")
+                for category, group in texts.items() for i, t in enumerate(group)]  # fmt: skip
+    pipeline = train(examples, tmp_path / "two.onnx", with_seeds=False, progress=lambda _line: None,
+                     max_features=None)  # fmt: skip
+    model = OnnxModel(tmp_path / "two.onnx")
+    probe = [model_text(Finding(recipient="", diagnostic=d)) for d in ["451 greylisted, try later", "user unknown"]]
+    np.testing.assert_allclose(model.probabilities(probe), pipeline.predict_proba(probe), atol=1e-5)
+    assert [p.category for p in model.predict(probe)] == ["greylisted", "bad-mailbox"]
