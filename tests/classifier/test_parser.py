@@ -44,7 +44,10 @@ def test_corpus_message_reads_like_the_stdlib_parse(label):
     raw = corpus_bytes(label)
     ours, stdlib = parse_message(raw), _stdlib(raw)
     if any(ctype.startswith("multipart/") and not part.is_multipart() for part, ctype in walk_outer(stdlib)):
-        pytest.skip("boundary repaired: the stdlib finds no parts in one multipart here")
+        # A multipart whose declared boundary never occurs: the stdlib keeps it opaque; our repair finds the
+        # parts that another boundary delimits (7 corpus messages) and never loses one.
+        assert len(list(walk_outer(ours))) >= len(list(walk_outer(stdlib)))
+        return
     assert _outline(ours) == _outline(stdlib)
     assert _leaf_payloads(ours) == _leaf_payloads(stdlib)
 
