@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -25,6 +24,7 @@ import dns.rdatatype
 import dns.resolver
 
 from . import metrics
+from .expiring import ExpiringLru
 
 NEGATIVE_TTL_DEFAULT = 60
 MAX_TTL = 86400
@@ -114,8 +114,7 @@ class Resolver:
     ) -> None:
         self.nameservers = nameservers or system_nameservers()
         self.timeout = timeout
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self._cache: ExpiringLru[tuple[str, str], Answer] = ExpiringLru(cache_size)
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
 
@@ -123,8 +122,7 @@ class Resolver:
         key = (name.lower().rstrip("."), rdtype.upper())
         with self._lock:
             cached = self._cache.get(key)
-            if cached and cached.expires > time.monotonic():
-                self._cache.move_to_end(key)
+            if cached is not None:
                 metrics.DNS_CACHE_HITS.inc()
                 return cached
             pending = self._pending.get(key)
@@ -148,9 +146,7 @@ class Resolver:
         else:
             pending.answer = answer
             with self._lock:
-                self._cache[key] = answer
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+                self._cache.put(key, answer, answer.expires)
             return answer
         finally:
             with self._lock:

@@ -10,37 +10,25 @@ starts empty.
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
 
 from . import metrics
 from .checks.base import CheckResult, Subject
+from .expiring import ExpiringLru
 
 
 class Verdicts:
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, Subject], tuple[float, CheckResult]] = OrderedDict()
+        self._entries: ExpiringLru[tuple[str, Subject], CheckResult] = ExpiringLru(size)
         self._lock = threading.Lock()
 
     def get(self, check: str, subject: Subject) -> CheckResult | None:
-        key = (check, subject)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= time.monotonic():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-        metrics.VERDICT_CACHE_HITS.inc()
-        return entry[1]
+            result = self._entries.get((check, subject))
+        if result is not None:
+            metrics.VERDICT_CACHE_HITS.inc()
+        return result
 
     def put(self, check: str, subject: Subject, result: CheckResult, expires: float) -> None:
-        if result.result == "temperror" or self.size <= 0:
-            return
-        with self._lock:
-            self._entries[(check, subject)] = (expires, result)
-            self._entries.move_to_end((check, subject))
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        if result.result != "temperror":
+            with self._lock:
+                self._entries.put((check, subject), result, expires)
