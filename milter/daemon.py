@@ -27,7 +27,7 @@ import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
 from . import metrics
-from .callbacks import Gate, MailwardenMilter, TcpMailwardenMilter, recover_undecodable_helo
+from .callbacks import Gate, MailwardenMilter, UnixMailwardenMilter, recover_undecodable_helo
 from .config import Config, load
 from .engine import Engine
 from .log import event, setup
@@ -137,7 +137,7 @@ class Daemon:
         sys.excepthook = recover_undecodable_helo(sys.excepthook)
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()
-        milter_class = MailwardenMilter if path else TcpMailwardenMilter
+        milter_class = UnixMailwardenMilter if path else MailwardenMilter
         Milter.factory = lambda: milter_class(self.engine, gate)
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)

@@ -34,7 +34,7 @@ ZONE: Zone = {
 }
 
 DAEMON_CONFIG = """\
-socket = "unix:{base}/milter.sock"
+socket = "{socket}"
 socket_mode = "0666"
 authserv_id = "{authserv_id}"
 skip_sender_domains = ["skipped.test"]
@@ -55,9 +55,18 @@ iprev_fail = "reject"
 """
 
 
-def daemon_config(base: Path, dns_server: TestDNSServer) -> str:
-    """The e2e daemon configuration, with fresh ports, for a stack rooted at `base`."""
-    return DAEMON_CONFIG.format(base=base, authserv_id=AUTHSERV_ID, dns_port=dns_server.port, metrics_port=free_port())
+def milter_sockets(base: Path, kind: str = "unix") -> tuple[str, str]:
+    """(mailwarden's socket spec, Postfix's smtpd_milters entry) for a stack rooted at `base`."""
+    if kind == "unix":
+        return f"unix:{base}/milter.sock", f"unix:{base}/milter.sock"
+    port = free_port()
+    return f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
+
+
+def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = None) -> str:
+    """The e2e daemon configuration, with fresh ports, for a stack rooted at `base` (unix socket by default)."""
+    return DAEMON_CONFIG.format(socket=socket or milter_sockets(base)[0], authserv_id=AUTHSERV_ID,
+                                dns_port=dns_server.port, metrics_port=free_port())  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -67,15 +76,17 @@ def dns_server() -> Iterator[TestDNSServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def mta(dns_server: TestDNSServer) -> Iterator[Postfix]:
-    """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters."""
+@pytest.fixture(scope="session", params=["unix", "inet"])
+def mta(request: pytest.FixtureRequest, dns_server: TestDNSServer) -> Iterator[Postfix]:
+    """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters, on a unix socket
+    and on a TCP one: mailwarden negotiates the milter protocol differently on each."""
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
     base = make_base_dir()
-    daemon = Daemon(daemon_config(base, dns_server), base)
+    ours, postfix_side = milter_sockets(base, request.param)
+    daemon = Daemon(daemon_config(base, dns_server, ours), base)
     daemon.start()
-    postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
+    postfix = Postfix(base, milter=postfix_side).start()
     postfix.daemon = daemon  # type: ignore[attr-defined]
     yield postfix
     postfix.stop()

@@ -1,11 +1,12 @@
-"""What the milter negotiates with the MTA, and when it lets the MTA stop sending the body."""
+"""What the milter negotiates with the MTA, when it lets the MTA stop sending the body, and how a failure at a
+stage that takes no reply still reaches the MTA as a temporary failure."""
 
 from __future__ import annotations
 
 import Milter
 import pytest
 
-from mailwarden.callbacks import Gate, MailwardenMilter, TcpMailwardenMilter
+from mailwarden.callbacks import Gate, MailwardenMilter, UnixMailwardenMilter
 from mailwarden.config import Config
 from mailwarden.engine import MAX_BOUNCE_BYTES, Engine
 from mailwarden.session import Envelope
@@ -17,9 +18,28 @@ NO_REPLY = (Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR
             | Milter.P_NR_HDR | Milter.P_NR_EOH | Milter.P_NR_BODY | Milter.P_NR_UNKN)  # fmt: skip
 
 
+class Recorded:
+    """Stands in for the libmilter context: keeps the replies set with setreply()."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[str, ...]] = []
+
+    def setreply(self, *reply: str) -> None:
+        self.replies.append(reply)
+
+    def getsymval(self, name: str) -> None:
+        return None
+
+
+def make(kind: type[MailwardenMilter], gate: Gate | None = None) -> MailwardenMilter:
+    milter = kind(Engine(Config(), resolver=None), gate or Gate())  # type: ignore[arg-type]
+    milter._ctx = Recorded()
+    return milter
+
+
 @pytest.fixture
 def milter() -> MailwardenMilter:
-    return MailwardenMilter(Engine(Config(), resolver=None), Gate())  # type: ignore[arg-type]
+    return make(UnixMailwardenMilter)
 
 
 def negotiated(milter: MailwardenMilter) -> tuple[set[str], int]:
@@ -29,21 +49,64 @@ def negotiated(milter: MailwardenMilter) -> tuple[set[str], int]:
     return {stage for stage, bit in NO.items() if options[1] & bit}, options[1]
 
 
-def test_on_a_unix_socket_stages_without_use_are_left_out_and_every_other_is_answered(milter):
-    """Postfix then sends no DATA, end-of-headers or unknown-command events (fewer round trips per message)
-    and never a command that waits for no reply."""
+def test_on_a_unix_socket_unused_stages_are_left_out_and_only_rcpt_body_and_eom_are_waited_for(milter):
+    """Postfix then sends no DATA, end-of-headers or unknown-command events and does not wait for a reply to
+    connect, HELO, MAIL FROM or any header (fewer round trips per message)."""
     skipped, protocol = negotiated(milter)
     assert skipped == {"data", "eoh", "unknown"}
-    assert protocol & NO_REPLY == 0
+    assert protocol & NO_REPLY == Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_HDR
     assert protocol & Milter.P_SKIP
 
 
 def test_on_tcp_every_stage_is_negotiated_and_answered():
     """Leaving stages out, or replies, makes Postfix stall ~40 ms per message on TCP."""
-    skipped, protocol = negotiated(TcpMailwardenMilter(Engine(Config(), resolver=None), Gate()))  # type: ignore[arg-type]
+    skipped, protocol = negotiated(make(MailwardenMilter))
     assert skipped == set()
     assert protocol & NO_REPLY == 0
     assert protocol & Milter.P_SKIP
+
+
+def test_an_mta_that_offers_no_reply_stages_gets_an_answer_at_every_stage():
+    """Sendmail before 8.14 (milter protocol 2) knows no P_NR_* bits: mailwarden must answer each command."""
+    milter = make(UnixMailwardenMilter)
+    options = [0x1FF, Milter.P_NODATA | Milter.P_NOEOH | Milter.P_NOUNKNOWN, 0, 0]
+    milter.negotiate(options)
+    assert milter.connect("client.test", 4, ("192.0.2.1", 25)) == Milter.CONTINUE
+    assert milter.hello("client.test") == Milter.CONTINUE
+
+
+def failing_header(milter: MailwardenMilter, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A header callback whose work raises, as a bug would."""
+    milter.envelope = Envelope(sender="alice@good.test")
+    monkeypatch.setattr("mailwarden.callbacks.authserv_id_of", lambda value: 1 / 0)
+    return milter.header("Authentication-Results", "mx.test; spf=pass")
+
+
+def test_a_failure_at_a_no_reply_stage_is_given_as_a_temporary_failure_at_end_of_message(milter, monkeypatch):
+    negotiated(milter)
+    assert failing_header(milter, monkeypatch) == Milter.NOREPLY
+    assert milter.eom() == Milter.TEMPFAIL
+    assert milter._ctx.replies == [("451", "4.3.0", "mailwarden: internal error, try again later")]
+
+
+def test_on_tcp_a_failing_header_is_a_temporary_failure_at_once(monkeypatch):
+    milter = make(MailwardenMilter)
+    negotiated(milter)
+    assert failing_header(milter, monkeypatch) == Milter.TEMPFAIL
+    assert milter._ctx.replies == [("451", "4.3.0", "mailwarden: internal error, try again later")]
+
+
+def test_a_session_opened_while_draining_is_refused_at_its_first_answered_stage():
+    gate = Gate()
+    gate.drain(0)
+    milter = make(UnixMailwardenMilter, gate)
+    negotiated(milter)
+    assert milter.connect("client.test", 4, ("192.0.2.1", 25)) == Milter.NOREPLY
+    assert milter.hello("client.test") == Milter.NOREPLY
+    assert milter.envfrom("<alice@good.test>") == Milter.NOREPLY
+    assert milter.envrcpt("<bob@example.test>") == Milter.TEMPFAIL
+    assert milter._ctx.replies == [("421", "4.3.2", "mailwarden is shutting down, try again later")]
+    assert gate.open == 0
 
 
 def test_body_of_a_message_that_is_no_bounce_is_skipped_at_once(milter):

@@ -3,7 +3,9 @@
 - IPREV raises for the client 192.0.2.66;
 - SPF (MAIL FROM) raises for senders in boom.test;
 - writing the Authentication-Results field raises for senders crash@... (an exception outside any check,
-  in the end-of-message callback).
+  in the end-of-message callback);
+- reading an Authentication-Results header field that says "planted-bug" raises (an exception in the header
+  callback, a stage that takes no reply on a unix socket).
 Everything else is the real daemon, started from its real command line.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from mailwarden import cli, headers
+from mailwarden import callbacks, cli, headers
 from mailwarden.checks import spf
 from mailwarden.checks.iprev import IprevCheck
 
@@ -36,9 +38,16 @@ def _ar(authserv_id, results, skipped="", _render=headers.authentication_results
     return _render(authserv_id, results, skipped)
 
 
+def _authserv_id_of(value, _parse=callbacks.authserv_id_of):
+    if "planted-bug" in value:
+        raise AttributeError("planted bug in the header callback")
+    return _parse(value)
+
+
 IprevCheck.run = _iprev
 spf.evaluate = _spf
 headers.authentication_results = _ar
+callbacks.authserv_id_of = _authserv_id_of
 
 if __name__ == "__main__":
     sys.exit(cli.main())

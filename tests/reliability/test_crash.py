@@ -194,6 +194,20 @@ def test_exception_outside_the_checks_tempfails_that_message_and_the_daemon_keep
     assert crashed.marker not in deliveries(stack)
 
 
+def test_exception_at_a_stage_without_reply_tempfails_the_message_at_its_end(faulty_stack):
+    """On the unix socket Postfix waits for no reply to a header: the failure is held until end of message."""
+    stack = faulty_stack
+    crashed = transaction(stack.port, b"alice@good.test", [b"bob@example.org"], ip=GOOD_IP,
+                          headers=b"Authentication-Results: elsewhere.test; planted-bug\r\n")  # fmt: skip
+    assert crashed.replies["data"].code == 451, crashed.replies
+    assert crashed.replies["data"].text.startswith(b"4.3.0")
+    assert "planted bug in the header callback" in stack.daemon.log()
+    fine = transaction(stack.port, b"alice@good.test", [b"bob@example.org"], ip=GOOD_IP)
+    assert fine.outcome() == 250
+    assert stack.postfix.delivered(fine.marker)["Authentication-Results"].startswith(AUTHSERV_ID)
+    assert crashed.marker not in deliveries(stack)
+
+
 def test_bounces_after_ordinary_mail_are_labelled_and_the_daemon_lives_on(own_stack):
     """Regression: onnxruntime segfaulted, taking the daemon down, on the first bounce after ordinary mail
     (a libmilter thread whose Python thread state pymilter had deleted with an earlier session); the
