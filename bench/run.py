@@ -1,6 +1,6 @@
 """The Postfix benchmark: what a milter costs inside a real MTA, against the MTA alone and against its peers.
 
-    sudo .venv/bin/python -m bench.run [--rounds 3] [--messages 2000] [--latency-messages 100]
+    sudo .venv/bin/python -m bench.run [--rounds 3] [--messages 2000] [--latency-messages 300]
 
 One private Postfix (tests/postfix.py) relays everything to an `smtp-sink`; the loopback DNS server
 (tests/dnsserver.py) answers the client's PTR, A and SPF records; `smtp-source` sends one message per
@@ -343,7 +343,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000, help="messages per 20-session load")
-    parser.add_argument("--latency-messages", type=int, default=100, help="messages per 1-session load")
+    parser.add_argument("--latency-messages", type=int, default=300, help="messages per 1-session load")
     parser.add_argument("--only", default=ORDER, help="configurations to run, e.g. AB (default AFCBD)")
     parser.add_argument("--json", type=Path, help="also write every run's raw figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
