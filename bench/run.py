@@ -306,7 +306,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
     ok = [r for r in runs if r.load is not None and not r.error]
     out = [f"Machine: {json.dumps(machine())}",
            f"Command: python -m bench.run --rounds {args.rounds} --messages {args.messages} "
-           f"--latency-messages {args.latency_messages}", "",
+           f"--latency-messages {args.latency_messages} --only {args.only} --sockets {args.sockets}", "",
            "| config | socket | msg/s (20 sessions) | latency 20 sessions ms | latency 1 session ms "
            "| Postfix CPU ms/msg | milter CPU ms/msg | DNS server CPU ms/msg | DNS queries/msg | milter peak RSS MB |",
            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -345,6 +345,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000, help="messages per 20-session load")
     parser.add_argument("--latency-messages", type=int, default=300, help="messages per 1-session load")
     parser.add_argument("--only", default=ORDER, help="configurations to run, e.g. AB (default AFCBD)")
+    parser.add_argument("--sockets", default="unix,inet", choices=["unix,inet", "unix", "inet"],
+                        help="milter socket kinds to run (default both)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every run's raw figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     parser.add_argument("--report", type=Path, help="print the report of a --json file again, run nothing")
@@ -354,7 +356,7 @@ def main() -> int:
         print(report(runs, args))
         return 1 if any(r.error for r in runs) else 0
     bench = Bench(args)
-    runs = [r for r in schedule(args.rounds) if r.key in args.only]
+    runs = [r for r in schedule(args.rounds) if r.key in args.only and r.socket in args.sockets.split(",")]
     try:
         for run in runs:
             bench.run_one(run)
