@@ -66,7 +66,7 @@ def test_on_tcp_every_stage_is_negotiated_and_answered():
     assert protocol & Milter.P_SKIP
 
 
-def test_an_mta_that_offers_no_reply_stages_gets_an_answer_at_every_stage():
+def test_an_mta_without_no_reply_stages_gets_an_answer_at_every_stage():
     """Sendmail before 8.14 (milter protocol 2) knows no P_NR_* bits: mailwarden must answer each command."""
     milter = make(UnixMailwardenMilter)
     options = [0x1FF, Milter.P_NODATA | Milter.P_NOEOH | Milter.P_NOUNKNOWN, 0, 0]
