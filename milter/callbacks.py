@@ -271,7 +271,8 @@ class MailwardenMilter(Milter.Base):
             self.gate.leave()
         return Milter.CONTINUE
 
-
+    # Stages mailwarden has no use for, defined only so that they are negotiated on TCP (pymilter leaves out
+    # the stages whose methods a class does not define; UnixMailwardenMilter goes back to pymilter's).
     def data(self) -> int:
         return Milter.CONTINUE
 
