@@ -1,10 +1,12 @@
 """mailwarden alone, driven over the milter protocol with no MTA: its own msg/s, per-callback cost, and RSS.
 
-    sudo .venv/bin/python -m bench.milter_direct [--messages 2000] [--concurrency 1 20 200] [--profile DIR]
+    sudo .venv/bin/python -m bench.milter_direct [--messages 2000] [--concurrency 1 20 200] [--socket unix|inet]
+                                                 [--profile DIR]
 
 The client plays Postfix 3.7's side of the protocol (same macros, one milter connection per SMTP session,
 one message per session, every stage sent) over asyncio, with miltertest's codec for the wire format.
-`mailwarden run` gets a unix socket and the loopback DNS server. Two DNS modes:
+`mailwarden run` gets a unix socket (or, with --socket inet, a TCP one) and the loopback DNS server. Two DNS
+modes:
 
 - cached: 50 clients, each seen once before the measurement, so every lookup is a cache hit;
 - uncached: every session is a client never seen before (its own PTR name, HELO domain, sender domain and
@@ -170,11 +172,19 @@ class Conversation:
         await self.writer.drain()
 
 
-async def one_session(path: Path, client: Client, number: int, tally: Tally) -> None:
+async def open_milter(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the milter as Postfix opens one (asyncio sets TCP_NODELAY on TCP, as libmilter's
+    accepted sockets have it through mailwarden's listener)."""
+    if endpoint.path is not None:
+        return await asyncio.open_unix_connection(str(endpoint.path))
+    return await asyncio.open_connection("127.0.0.1", endpoint.port)
+
+
+async def one_session(endpoint: Endpoint, client: Client, number: int, tally: Tally) -> None:
     start = time.perf_counter()
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), TIMEOUT)
+        reader, writer = await asyncio.wait_for(open_milter(endpoint), TIMEOUT)
         await Conversation(reader, writer, tally).message(client, number)
         tally.sessions.append(time.perf_counter() - start)
     except (OSError, TimeoutError, ProtocolError, codec.MilterProtoError) as exc:
@@ -184,14 +194,14 @@ async def one_session(path: Path, client: Client, number: int, tally: Tally) -> 
             writer.close()
 
 
-async def load(path: Path, clients: list[Client], concurrency: int) -> tuple[Tally, float]:
+async def load(endpoint: Endpoint, clients: list[Client], concurrency: int) -> tuple[Tally, float]:
     """Every client once, `concurrency` sessions in flight at any time; returns the tally and the wall time."""
     tally = Tally()
     queue = iter(enumerate(clients))
 
     async def worker() -> None:
         for number, client in queue:
-            await one_session(path, client, number, tally)
+            await one_session(endpoint, client, number, tally)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -241,14 +251,12 @@ class DirectBench:
         self.clients = synthetic_clients(CACHED_CLIENTS + fresh)
         self.cached, self.fresh = self.clients[:CACHED_CLIENTS], iter(self.clients[CACHED_CLIENTS:])
         self.dns = TestDNSServer(zone_for(self.clients, shared_include=False), ttl=DNS_TTL).start()
-        endpoint = Endpoint.make("unix", self.base)
+        endpoint = self.endpoint = Endpoint.make(args.socket, self.base)
         if args.milter == "noop":
             argv = [sys.executable, "-m", "bench.noop_milter", endpoint.milter]
             self.milter = MilterProcess("noop", argv, endpoint, self.base).start()
         else:
             self.milter = MilterProcess.mailwarden(endpoint, self.base, self.dns.port).start()
-        assert endpoint.path is not None
-        self.path = endpoint.path
 
     def close(self) -> None:
         self.milter.stop()
@@ -259,13 +267,13 @@ class DirectBench:
     def measure(self, mode: str, concurrency: int, profile: Path | None = None) -> Result:
         if mode == "cached":
             # Each cached client once more first: an uncached load before may have evicted them (LRU cache).
-            asyncio.run(load(self.path, self.cached, 1))
+            asyncio.run(load(self.endpoint, self.cached, 1))
             clients = [self.cached[i % CACHED_CLIENTS] for i in range(self.args.messages)]
         else:
             clients = [next(self.fresh) for _ in range(self.args.messages)]
         cpu, queries = process_cpu(self.milter.pid), len(self.dns.queries)
         spy = self.start_profile(profile) if profile else None
-        tally, wall = asyncio.run(load(self.path, clients, concurrency))
+        tally, wall = asyncio.run(load(self.endpoint, clients, concurrency))
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its output on SIGINT
             spy.wait(60)
@@ -360,6 +368,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000, help="sessions (one message each) per load")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 20, 200])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--socket", choices=["unix", "inet"], default="unix", help="the milter's socket kind")
     parser.add_argument(
         "--milter",
         choices=("mailwarden", "noop"),

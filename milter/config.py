@@ -26,10 +26,17 @@ POLICY_KEYS = (
     + tuple(f"helo_spf_{r}" for r in SPF_RESULTS)
     + tuple(f"iprev_{r}" for r in IPREV_RESULTS)
 )
+MTAS = ("postfix", "sendmail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("kv", "json")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?$")
 _SOCKET = re.compile(r"^(unix|local):/.+$|^inet6?:\d{1,5}(@.+)?$")
+
+
+def unix_path(spec: str) -> str | None:
+    """The file system path of a unix:/local: socket spec, None for inet sockets."""
+    kind, _, rest = spec.partition(":")
+    return rest if kind in ("unix", "local") else None
 
 
 class ConfigError(ValueError):
@@ -64,6 +71,7 @@ class MetricsConfig:
 class Config:
     socket: str = "inet:8894@127.0.0.1"
     socket_mode: int = 0o660
+    mta: str = "postfix"  # how the MTA writes milter commands, which decides the TCP protocol (callbacks)
     authserv_id: str = field(default_factory=getfqdn)
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
         ipaddress.ip_network("127.0.0.0/8"),
@@ -148,7 +156,7 @@ class _Builder:
     def build(self, data: dict[str, Any]) -> Config:
         defaults = Config()
         known = {
-            "socket", "socket_mode", "authserv_id", "trusted_networks", "skip_authenticated",
+            "socket", "socket_mode", "mta", "authserv_id", "trusted_networks", "skip_authenticated",
             "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "metrics",
             "policy", "domains",
         }  # fmt: skip
@@ -175,6 +183,7 @@ class _Builder:
         config = Config(
             socket=sock,
             socket_mode=int(mode, 8) if mode_ok else defaults.socket_mode,
+            mta=self.choice((), data, "mta", defaults.mta, MTAS),
             authserv_id=authserv_id,
             trusted_networks=tuple(networks) if "trusted_networks" in data else defaults.trusted_networks,
             skip_authenticated=self.boolean((), data, "skip_authenticated", defaults.skip_authenticated),

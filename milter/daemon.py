@@ -27,18 +27,12 @@ import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
 from . import metrics
-from .callbacks import Gate, MailwardenMilter, UnixMailwardenMilter, recover_undecodable_helo
-from .config import Config, load
+from .callbacks import Gate, milter_class, recover_undecodable_helo
+from .config import Config, load, unix_path
 from .engine import Engine
 from .log import event, setup
 
 STOP_GRACE = 30.0  # seconds in-flight sessions get after SIGTERM
-
-
-def unix_path(spec: str) -> str | None:
-    """The file system path of a unix:/local: socket spec, None for inet sockets."""
-    kind, _, rest = spec.partition(":")
-    return rest if kind in ("unix", "local") else None
 
 
 def _listening_inet_sockets() -> list[socket.socket]:
@@ -137,8 +131,8 @@ class Daemon:
         sys.excepthook = recover_undecodable_helo(sys.excepthook)
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()
-        milter_class = UnixMailwardenMilter if path else MailwardenMilter
-        Milter.factory = lambda: milter_class(self.engine, gate)
+        kind = milter_class(config)
+        Milter.factory = lambda: kind(self.engine, gate)
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         server = threading.Thread(target=self._serve, args=(config,), name="libmilter", daemon=True)

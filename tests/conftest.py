@@ -36,6 +36,7 @@ ZONE: Zone = {
 DAEMON_CONFIG = """\
 socket = "{socket}"
 socket_mode = "0666"
+mta = "{mta}"
 authserv_id = "{authserv_id}"
 skip_sender_domains = ["skipped.test"]
 
@@ -63,9 +64,9 @@ def milter_sockets(base: Path, kind: str = "unix") -> tuple[str, str]:
     return f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
 
 
-def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = None) -> str:
+def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = None, mta: str = "postfix") -> str:
     """The e2e daemon configuration, with fresh ports, for a stack rooted at `base` (unix socket by default)."""
-    return DAEMON_CONFIG.format(socket=socket or milter_sockets(base)[0], authserv_id=AUTHSERV_ID,
+    return DAEMON_CONFIG.format(socket=socket or milter_sockets(base)[0], mta=mta, authserv_id=AUTHSERV_ID,
                                 dns_port=dns_server.port, metrics_port=free_port())  # fmt: skip
 
 
@@ -76,15 +77,17 @@ def dns_server() -> Iterator[TestDNSServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["unix", "inet"])
+@pytest.fixture(scope="session", params=["unix", "inet", "inet-every-stage"])
 def mta(request: pytest.FixtureRequest, dns_server: TestDNSServer) -> Iterator[Postfix]:
     """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters, on a unix socket
-    and on a TCP one: mailwarden negotiates the milter protocol differently on each."""
+    and on a TCP one, where mailwarden negotiates the milter protocol differently; and on TCP with the
+    every-stage protocol it keeps for Sendmail (`mta = "sendmail"`), which Postfix speaks as well."""
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
     base = make_base_dir()
-    ours, postfix_side = milter_sockets(base, request.param)
-    daemon = Daemon(daemon_config(base, dns_server, ours), base)
+    kind, _, protocol = request.param.partition("-")
+    ours, postfix_side = milter_sockets(base, kind)
+    daemon = Daemon(daemon_config(base, dns_server, ours, "sendmail" if protocol else "postfix"), base)
     daemon.start()
     postfix = Postfix(base, milter=postfix_side).start()
     postfix.daemon = daemon  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ def test_documented_example_is_valid_and_sets_every_policy_key():
 def test_empty_file_gives_the_built_in_defaults():
     config = parse("")
     assert config.socket == "inet:8894@127.0.0.1"
+    assert config.mta == "postfix"
     assert config.is_trusted("127.0.0.1") and config.is_trusted("::1") and not config.is_trusted("192.0.2.1")
     assert set(config.policy.values()) == {"accept"}
 
@@ -38,6 +39,7 @@ socket = "tcp:25"
 colour = "blue"
 trusted_networks = ["10.0.0.0/8", "not-a-net"]
 skip_sender_domains = ["ok.test", "bad domain"]
+mta = "exim"
 
 [dns]
 nameservers = ["ns.example.net"]
@@ -60,10 +62,11 @@ def test_broken_file_is_refused_with_every_problem_named_by_key_and_line():
         ("line 2: colour:", "unknown key"),
         ("line 3: trusted_networks:", "not-a-net"),
         ("line 4: skip_sender_domains:", "bad domain"),
-        ("line 7: dns.nameservers:", "ns.example.net"),
-        ("line 8: dns.timeout:", "must be a number"),
-        ("line 11: policy.spf_fail:", "'drop' is not one of accept, reject, defer"),
-        ("line 14: domains.example.org.policy.spf_fial:", "unknown key"),
+        ("line 5: mta:", "'exim' is not one of postfix, sendmail"),
+        ("line 8: dns.nameservers:", "ns.example.net"),
+        ("line 9: dns.timeout:", "must be a number"),
+        ("line 12: policy.spf_fail:", "'drop' is not one of accept, reject, defer"),
+        ("line 15: domains.example.org.policy.spf_fial:", "unknown key"),
     ]
     for prefix, detail in expected:
         assert any(p.startswith(prefix) and detail in p for p in problems), (prefix, problems)
