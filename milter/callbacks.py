@@ -61,7 +61,7 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
 
         @functools.wraps(method)
         def guarded(self: MailwardenMilter, *args: object) -> int:
-            start = time.perf_counter()
+            start = time.perf_counter() if histogram is not None else 0.0
             try:
                 if self.failure is None:
                     return self.answer(method(self, *args), no_reply_bit)
@@ -73,6 +73,7 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
                     histogram.observe(time.perf_counter() - start)
             return self.answer(Milter.TEMPFAIL, no_reply_bit)
 
+        guarded.redecorate = wrap  # type: ignore[attr-defined]  # for without_reply
         return guarded  # type: ignore[return-value]
 
     return wrap
@@ -80,14 +81,12 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
 
 def without_reply(method: Callback) -> Callback:
     """The same callback, negotiated as a stage the MTA expects no reply to (pymilter reads the method's
-    `milter_protocol` bits when it computes what to ask for; `callback` then returns NOREPLY)."""
-
-    @functools.wraps(method)
-    def same(self: MailwardenMilter, *args: object) -> int:
-        return method(self, *args)
-
-    same.milter_protocol = Milter.OPTIONAL_CALLBACKS[method.__name__][0]  # type: ignore[attr-defined]
-    return same  # type: ignore[return-value]
+    `milter_protocol` bits when it computes what to ask for; `callback` then returns NOREPLY). It is a new
+    guarded wrapper around the same method, not a wrapper around the wrapper: one Python frame less on each
+    of these calls, which come once per header."""
+    quiet = method.redecorate(method.__wrapped__)  # type: ignore[attr-defined]
+    quiet.milter_protocol = Milter.OPTIONAL_CALLBACKS[method.__name__][0]
+    return quiet
 
 
 # pymilter runs each session on a Python thread state of its own, created on one libmilter worker thread and
@@ -254,7 +253,8 @@ class MailwardenMilter(Milter.Base):
         # index 0 lands above the MTA's own Received:, so the last one inserted ends on top.
         for index in reversed(envelope.forged):
             self.chgheader(AR_HEADER, index, "")
-        metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
+        if envelope.forged:
+            metrics.FORGED_AR_REMOVED.inc(len(envelope.forged))
         for name, value in reversed(self.engine.result_headers(self.session, envelope)):
             self.addheader(name, value, 0)
         if envelope.body is not None:  # collected: the message may be a bounce
