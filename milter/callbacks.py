@@ -74,7 +74,9 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
             return self.answer(Milter.TEMPFAIL, no_reply_bit)
 
         guarded.redecorate = wrap  # type: ignore[attr-defined]  # for without_reply
-        return guarded  # type: ignore[return-value]
+        # pymilter's *_bytes glue looks this up on every call: decoding as its default does, but found rather
+        # than missed (a missed getattr raises and catches an AttributeError, ~0.9 µs per header).
+        return Milter.decode("surrogateescape")(guarded)  # type: ignore[return-value]
 
     return wrap
 
@@ -167,6 +169,15 @@ class MailwardenMilter(Milter.Base):
         self.envelope: Envelope | None = None
         self.failure: Reply | None = None  # the temporary failure every answered stage gets from now on
         self._protocol = 0  # pymilter sets the agreed protocol bits in negotiate(); an MTA may not negotiate
+
+    def negotiate(self, opts: list[int]) -> int:
+        """pymilter's negotiation without its per-connection search for @symlist macro lists (mailwarden sets
+        none; the search misses seven attributes, ~7 µs per connection): ask the MTA to leave out what
+        `protocol_mask` names, keep every action on offer."""
+        self._actions = opts[0]
+        opts[1] = self._protocol = opts[1] & ~self.protocol_mask()
+        opts[2] = opts[3] = 0
+        return Milter.CONTINUE
 
     def answer(self, result: int, no_reply_bit: int) -> int:
         """What the MTA gets: nothing at a stage negotiated without reply (a failure waits for the next stage
