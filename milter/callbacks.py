@@ -318,7 +318,8 @@ class PostfixTcpMilter(UnixMilter):
     no stall. One flush has no reply after it: at DATA the Postfix SMTP server hands the milter connection
     to the cleanup server and flushes it first (milter8_send). Were DATA not answered, its macros would
     leave alone there, and cleanup's first write (the headers and body) would wait for the milter's delayed
-    ACK: measured 48 ms per message. Answered, DATA costs one round trip and the buffer is empty then."""
+    ACK: measured 44 ms per connection instead of 3. Answered, DATA costs one round trip and the buffer is
+    empty then (docs/benchmarks.md has the capture)."""
 
     data = MailwardenMilter.data
 

@@ -87,8 +87,8 @@ class Daemon:
             metrics.RELOADS.labels("refused").inc()
             event("reload-refused", logging.ERROR, config=self.path, error=str(exc), still_serving=old.source)
             return
-        if config.socket != old.socket:
-            event("reload-warning", logging.WARNING, why="a new socket takes effect at the next restart")
+        if (config.socket, config.mta) != (old.socket, old.mta):
+            event("reload-warning", logging.WARNING, why="a new socket or mta takes effect at the next restart")
         setup(config.log_level, config.log_format)
         self.engine = engine
         metrics.RELOADS.labels("done").inc()
