@@ -77,7 +77,11 @@ def dns_server() -> Iterator[TestDNSServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["unix", "inet", "inet-every-stage"])
+# The e2e stacks, by test id: (mailwarden's socket kind, its `mta` setting), i.e. the three milter protocols.
+PROTOCOLS = {"unix": ("unix", "postfix"), "inet": ("inet", "postfix"), "inet-every-stage": ("inet", "sendmail")}
+
+
+@pytest.fixture(scope="session", params=list(PROTOCOLS))
 def mta(request: pytest.FixtureRequest, dns_server: TestDNSServer) -> Iterator[Postfix]:
     """Postfix on a loopback port with mailwarden (started from the CLI) in smtpd_milters, on a unix socket
     and on a TCP one, where mailwarden negotiates the milter protocol differently; and on TCP with the
@@ -85,9 +89,9 @@ def mta(request: pytest.FixtureRequest, dns_server: TestDNSServer) -> Iterator[P
     if not Path(POSTFIX).exists():
         pytest.fail("Postfix is not installed: .ci/run installs it (apt-get install postfix)")
     base = make_base_dir()
-    kind, _, protocol = request.param.partition("-")
+    kind, mta_setting = PROTOCOLS[request.param]
     ours, postfix_side = milter_sockets(base, kind)
-    daemon = Daemon(daemon_config(base, dns_server, ours, "sendmail" if protocol else "postfix"), base)
+    daemon = Daemon(daemon_config(base, dns_server, ours, mta_setting), base)
     daemon.start()
     postfix = Postfix(base, milter=postfix_side).start()
     postfix.daemon = daemon  # type: ignore[attr-defined]
