@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from ..headers import clean
+from ..sanitise import token
 
 KINDS = ("failure", "delay", "success", "auto-reply", "feedback", "none")
-# Control characters, angle brackets and the field separator would let a hostile bounce forge header fields.
-_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f<>;\s]+")
-MAX_ADDRESS = 254
 
 
 @dataclass(frozen=True)
@@ -38,16 +34,10 @@ class BounceReport:
     recipients: tuple[RecipientVerdict, ...]
 
 
-def sanitise(value: str, limit: int = MAX_ADDRESS) -> str:
-    """A single safe token of printable ASCII (other characters become %XX, as in every field we write):
-    no CR/LF/control characters, brackets, separators or blanks; bounded length."""
-    return _UNSAFE_RE.sub("", clean(value, limit))
-
-
 def header_value(v: RecipientVerdict, model_id: str) -> str:
     """The X-Mailwarden-Bounce value: 'addr; category=..; type=..; status=..; confidence=0.97; model=..'."""
-    status = sanitise(v.status or "") or "none"
+    status = token(v.status or "") or "none"
     return (
-        f"{sanitise(v.recipient) or 'unknown'}; category={sanitise(v.category)}; type={sanitise(v.type)}; "
-        f"status={status}; confidence={v.confidence:.2f}; model={sanitise(model_id)}"
+        f"{token(v.recipient) or 'unknown'}; category={token(v.category)}; type={token(v.type)}; "
+        f"status={status}; confidence={v.confidence:.2f}; model={token(model_id)}"
     )

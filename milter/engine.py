@@ -19,6 +19,7 @@ from .config import Config
 from .dns import Budget, Resolver
 from .log import event
 from .policy import ACCEPT, Decision, decide
+from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
 from .session import Envelope, Session
 from .verdicts import Verdicts
 
@@ -157,9 +158,9 @@ class Engine:
             metrics.child(metrics.BOUNCES, verdict.category, verdict.type).inc()
             event(
                 "bounce", queue_id=envelope.queue_id or "-", kind=report.kind,
-                recipient=headers.clean(verdict.recipient, headers.LIMIT_ADDRESS), category=verdict.category,
+                recipient=clean(verdict.recipient, LIMIT_ADDRESS), category=verdict.category,
                 type=verdict.type, status=verdict.status or "none", confidence=f"{verdict.confidence:.2f}",
-                model=model, evidence=headers.clean(verdict.evidence),
+                model=model, evidence=clean(verdict.evidence),
             )  # fmt: skip
         return [(BOUNCE_HEADER, header_value(v, model)) for v in report.recipients]
 
@@ -179,11 +180,11 @@ class Engine:
             "queue_id": envelope.queue_id or "-",
             "client": session.ip,
             "client_name": session.hostname,
-            "helo": headers.clean(session.helo, headers.LIMIT_NAME),
-            "sender": headers.clean(envelope.sender, headers.LIMIT_ADDRESS),
+            "helo": clean(session.helo, LIMIT_NAME),
+            "sender": clean(envelope.sender, LIMIT_ADDRESS),
         }
         if recipient:
-            fields["recipient"] = headers.clean(recipient, headers.LIMIT_ADDRESS)
+            fields["recipient"] = clean(recipient, LIMIT_ADDRESS)
         for check, result in self.results(session, envelope):
             fields[check.name] = result.result
         if envelope.skip:

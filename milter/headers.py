@@ -1,9 +1,9 @@
-"""Everything we write into a message, and the one place that makes SMTP-supplied values safe to write.
+"""Everything we write into a message: the Received-SPF and Authentication-Results renderers.
 
-Values from the SMTP client (HELO, MAIL FROM) and from DNS (PTR names) are attacker-controlled. `clean()`
-turns any of them into printable ASCII of bounded length (other bytes become %XX, so nothing is dropped
-silently), and the renderers then quote or escape as the RFC 7208 §9.1 and RFC 8601 grammars require. A
-hostile value can therefore never end a header, start another one, or add a key of its own.
+Values from the SMTP client (HELO, MAIL FROM) and from DNS (PTR names) are attacker-controlled. Each goes
+through `sanitise.clean()` (printable ASCII of bounded length), and the renderers then quote or escape as the
+RFC 7208 §9.1 and RFC 8601 grammars require. A hostile value can therefore never end a header, start another
+one, or add a key of its own.
 """
 
 from __future__ import annotations
@@ -16,38 +16,18 @@ import authres
 from .checks.base import CheckResult
 from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
+from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, LIMIT_TEXT, clean
+
+__all__ = ["LIMIT_ADDRESS", "LIMIT_NAME", "LIMIT_TEXT", "authentication_results", "authserv_id_of", "clean",
+           "comment", "received_spf"]
 
 FOLD = "\n\t"  # header continuation; the MTA turns it into CRLF + TAB
-LIMIT_NAME = 255  # a domain name (HELO, PTR name, receiver)
-LIMIT_ADDRESS = 320  # local-part (64) + "@" + domain (255)
-LIMIT_TEXT = 200  # free text: problems, mechanisms, reasons
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
-_ESCAPES = {b: f"%{b:02X}" for b in (*range(0x20), *range(0x7F, 0x100))}
 _QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
 # Results are immutable and a client that writes again gets the very same ones (see verdicts.py): the text
 # rendered for a result is kept rather than built again through authres for every message.
 _RENDERED = 4096
-
-
-def clean(value: str | bytes | None, limit: int = LIMIT_TEXT) -> str:
-    """Printable ASCII only (other characters become %XX of their UTF-8 bytes), at most `limit` chars."""
-    if value is None:
-        return ""
-    raw = value if isinstance(value, bytes) else _utf8(value)
-    out = raw.decode("latin-1").translate(_ESCAPES)  # one char per byte, so every byte is seen
-    if len(out) > limit:
-        out = out[: limit - 3] + "..."
-    return out
-
-
-def _utf8(value: str) -> bytes:
-    """The bytes behind a str: pymilter's undecodable bytes come back as they were (surrogateescape), any
-    other lone surrogate is kept visible rather than raising."""
-    try:
-        return value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass")
 
 
 def comment(text: str) -> str:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from mailwarden.checks.iprev import IprevResult
 from mailwarden.checks.spf import SpfResult
-from mailwarden.headers import authentication_results, authserv_id_of, clean, received_spf
+from mailwarden.headers import authentication_results, authserv_id_of, received_spf
+from mailwarden.sanitise import clean, token
 
 
 def spf_result(sender: str, helo: str = "mail.example.net") -> SpfResult:
@@ -35,6 +36,11 @@ def parse_field(name: str, value: str) -> list[str]:
 )  # fmt: skip
 def test_clean_keeps_printable_ascii_and_escapes_the_rest(raw, expected):
     assert clean(raw) == expected
+
+
+def test_token_cannot_end_a_field_value_or_add_a_key():
+    assert token("<a b@x.test>;\r\n type=hard") == "ab@x.test%0D%0Atype=hard"
+    assert token("x" * 400) == "x" * 317 + "..."
 
 
 def test_received_spf_quotes_values_that_are_not_dot_atoms():
