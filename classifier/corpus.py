@@ -20,24 +20,60 @@ class Example:
     category: str
     group: str  # the e-mail (or example) it belongs to, for per-e-mail scoring
     type: str | None = None  # bounce type for a category the taxonomy does not know
+    family: str = ""  # "<source>/<MTA family>" that wrote it: the unit held out together in cross-validation
 
 
-def corpus_examples(root: Path, part: str) -> Iterator[Example]:
-    """Failed-recipient examples of one corpus part, aligned with labels.jsonl in order of appearance."""
-    for line in (root / "labels.jsonl").read_text(encoding="utf-8").splitlines():
-        label = json.loads(line)
-        if label["part"] != part or not label["is_bounce"]:
+CORRECTIONS = "corrections.jsonl"
+
+
+def corpus_labels(root: Path, corrected: bool = True) -> list[dict]:
+    """labels.jsonl of a corpus, with the recorded label corrections (corrections.jsonl) applied.
+
+    A correction names the message, the recipient's index and the old label, so a correction that no longer
+    matches its label is an error rather than a silent change.
+    """
+    labels = [json.loads(line) for line in (root / "labels.jsonl").read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    path = root / CORRECTIONS
+    if corrected and path.exists():
+        by_id = {label["id"]: label for label in labels}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            fix = json.loads(line)
+            recipient = by_id[fix["id"]]["recipients"][fix["index"]]
+            if recipient["category"] != fix["old"]:
+                raise ValueError(f"{path}:{number}: {fix['id']}[{fix['index']}] is {recipient['category']!r}, "
+                                 f"not {fix['old']!r}")
+            recipient["category"] = fix["new"]
+    return labels
+
+
+def family_of(root: Path, label: dict) -> str:
+    """The cross-validation group: the source and the MTA family (or provider) that wrote the report."""
+    return f"{label.get('source') or root.name}/{label.get('family') or label['module']}"
+
+
+def corpus_examples(root: Path, part: str | None = None, corrected: bool = True) -> Iterator[Example]:
+    """Failed-recipient examples (of one part, or all), aligned with labels.jsonl in order of appearance."""
+    for label in corpus_labels(root, corrected):
+        if (part is not None and label.get("part") != part) or not label["is_bounce"]:
             continue
         findings = reported_findings((root / label["file"]).read_bytes())[1]
-        for finding, recipient in zip(align(findings, len(label["recipients"])), label["recipients"], strict=True):
+        family = family_of(root, label)
+        for finding, recipient in zip(align(findings, label["recipients"]), label["recipients"], strict=True):
             if recipient["category"] != NOT_A_BOUNCE:
-                yield Example(finding, recipient["category"], label["id"])
+                yield Example(finding, recipient["category"], label["id"], family=family)
 
 
-def align(findings: list[Finding], wanted: int) -> list[Finding]:
-    """Exactly ``wanted`` findings: extra ones dropped, missing ones padded with the last (or an empty) one."""
+def align(findings: list[Finding], recipients: list[dict]) -> list[Finding]:
+    """One finding per labelled recipient: the one with its address where the label states it, else by position
+    (extra findings dropped, missing ones padded with the last, or an empty, one)."""
     padding = findings[-1:] or [Finding(recipient="")]
-    return (findings + padding * wanted)[:wanted]
+    by_position = (findings + padding * len(recipients))[:len(recipients)]
+    by_address = {f.recipient.lower(): f for f in findings}
+    return [by_address.get((r.get("address") or "").lower(), positional)
+            for r, positional in zip(recipients, by_position, strict=True)]
 
 
 def jsonl_examples(path: Path) -> Iterator[Example]:
