@@ -11,8 +11,9 @@ import random
 import re
 from dataclasses import replace
 
+from .codes import STATUS_RE
 from .corpus import Example
-from .extract import STATUS_RE, Finding, find_stage
+from .extract import Finding, find_stage
 from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
 
 REPLY_CODE_RE = re.compile(r"(?<![\w.])[245][0-5]\d(?=[\s\-:]|$)")

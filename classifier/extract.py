@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .addresses import ADDRESS_RE, BOUNCE_SENDER_LOCALPARTS, find_addresses, first_address, is_robot
+from .codes import find_reply_code, find_status
 from .parts import (
     STATUS_TYPES,
     Message,
@@ -22,17 +24,8 @@ from .parts import (
     split_message,
 )
 
-# Patterns scanned over whole texts start with a character class and check what precedes that character in a
-# look-behind placed after it ("[245](?<![\d.][245])" instead of "(?<![\d.])[245]"): same matches, but Python's
-# re can then skip to candidate characters instead of trying the look-behind at every position (2-5x faster).
-STATUS_RE = re.compile(r"([245])(?<![\d.][245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-REPLY_RE = re.compile(r"([245](?<![\d.][245])[0-5]\d)(?:[\s\-]|$)")
-# Linear-time by construction: a match can only start where a local part starts (look-behind), and every
-# repetition is bounded (local part <= 64, domain <= 253), so long runs of letters or dots cannot make the
-# search quadratic - a bounce body is attacker-controlled input.
-_LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
-ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63}}@"
-                        r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
+# detect.py's name for the bounce senders, until detect.py imports them from addresses.py.
+BOUNCER_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS
 # Matched against lower-cased text (see parts.lowered: Python's re is ~5x slower with IGNORECASE).
 STAGE_PATTERNS = (
     ("rcpt", re.compile(at_word_start(r"rcpt\b", "recipient address rejected"))),
@@ -43,10 +36,6 @@ STAGE_PATTERNS = (
                                          r"banner\b"))),
 )
 MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
-# Mailboxes that send delivery reports (a sign of a bounce) ...
-BOUNCER_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
-# ... and, with no-reply senders, mailboxes that are never the failed recipient.
-ROBOT_LOCALPARTS = BOUNCER_LOCALPARTS | {"noreply", "no-reply"}
 # Delivery-status fields pasted into a text body (a report whose MIME structure was lost).
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
 # Lines where addresses are message identifiers, contact hints or (Exim) the alias a failed address was
@@ -78,18 +67,6 @@ class Finding:
     stage: str | None = None
 
 
-def find_status(text: str) -> str | None:
-    """The first RFC 3463 enhanced status code in the text."""
-    match = STATUS_RE.search(text)
-    return ".".join(match.groups()) if match else None
-
-
-def find_reply_code(text: str) -> str | None:
-    """The first SMTP error reply code (4xx/5xx) standing as a word, else the first success code."""
-    codes = REPLY_RE.findall(text)
-    return next((c for c in codes if c[0] in "45"), codes[0] if codes else None)
-
-
 def find_stage(text: str) -> str | None:
     """The SMTP stage the text says the rejection happened at, if it says."""
     text = lowered(text)
@@ -118,8 +95,7 @@ def strip_type(value: str) -> str:
 def clean_address(value: str) -> str:
     """An address without type prefix, angle brackets or surrounding junk."""
     value = strip_type(value)
-    match = ADDRESS_RE.search(value)
-    return match.group(0) if match else value.strip("<> \t")
+    return first_address(value) or value.strip("<> \t")
 
 
 def status_blocks(part: Message) -> list[Message]:
@@ -228,7 +204,7 @@ def own_addresses(msg: Message) -> set[str]:
     """Addresses of the bounce's own envelope/headers: the sender of the original and the reporting robot."""
     found = set()
     for name in ("From", "To", "Cc", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
-        found.update(a.lower() for a in ADDRESS_RE.findall(header(msg, name)))
+        found.update(a.lower() for a in find_addresses(header(msg, name)))
     return found
 
 
@@ -236,12 +212,12 @@ def from_body(parsed: Parsed) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
     text = parsed.report_text
     skip = own_addresses(parsed.msg)
-    addresses = ADDRESS_RE.findall(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
+    addresses = find_addresses(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
     seen = {a.lower() for a in addresses}
     for line in text.splitlines():
         if "@" not in line or NOT_RECIPIENT_LINE_RE.search(line):
             continue
-        for address in ADDRESS_RE.findall(line):
+        for address in find_addresses(line):
             low = address.lower()
             if low in skip or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
                 continue
@@ -275,8 +251,7 @@ def finding_from_text(address: str, text: str) -> Finding:
 
 def _looks_like_mailbox(address: str) -> bool:
     """False for robot mailboxes and for message identifiers that merely look like addresses."""
-    local = address.split("@")[0]
-    return local.split("+")[0] not in ROBOT_LOCALPARTS and not MESSAGE_ID_LOCAL_RE.match(local)
+    return not is_robot(address) and not MESSAGE_ID_LOCAL_RE.match(address.split("@")[0])
 
 
 def original_recipients(parsed: Parsed) -> list[str]:
@@ -294,7 +269,7 @@ def original_recipients(parsed: Parsed) -> list[str]:
     if span:
         quoted = body[span[1]:].lstrip("-= \t\r\n")
         sources.append(split_message(quoted[quoted.find("\n") + 1:] if ":" not in quoted[:40] else quoted)[0])
-    return [a for source in sources for name in ("To", "Cc") for a in ADDRESS_RE.findall(header(source, name))]
+    return [a for source in sources for name in ("To", "Cc") for a in find_addresses(header(source, name))]
 
 
 def extract(parsed: Parsed) -> list[Finding]:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 
-from .extract import ADDRESS_RE, STATUS_RE, Finding
+from .addresses import ADDRESS_RE
+from .codes import REPLY_CODE_RE, STATUS_RE
+from .extract import Finding
 from .parts import at_word_start
 
-# All matched against lower-cased text; see extract.STATUS_RE for the look-behind-after-first-character form.
+# All matched against lower-cased text; see codes.py for the look-behind-after-first-character form.
 URL_RE = re.compile(r"\b(?:https?://|www\.)\S+")
 IPV4_RE = re.compile(r"\d(?<!\w\d)\d{0,2}(?:\.\d{1,3}){3}\b")
 IPV6_RE = re.compile(r"\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){3,7}\b")  # only tried on text with 3+ colons
 HOST_RE = re.compile(r"\b(?:[a-z0-9\-]+\.){2,}[a-z]{2,}\b")
-REPLY_WORD_RE = re.compile(r"([245](?<![\w.][245])[0-5]\d)(?![\w.])")
 NUMBER_RE = re.compile(r"\d(?<!\w\d)\d*\b")
 # The words: runs of word characters, except that in scripts written without spaces each character is a word
 # (so word bigrams become character bigrams). One findall; inserting spaces around each such character with
@@ -60,7 +61,7 @@ def normalise(text: str) -> str:
     if "." in text:
         text = HOST_RE.sub(" zhost ", text)
     text = STATUS_RE.sub(lambda m: " zcode_{}_{}_{} ".format(*m.groups()), text)
-    text = REPLY_WORD_RE.sub(r" zreply_\1 ", text)
+    text = REPLY_CODE_RE.sub(r" zreply_\1 ", text)
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
     return " ".join(WORD_RE.findall(text)[:MAX_WORDS])

@@ -1,0 +1,65 @@
+"""Mail addresses in bounce text and envelopes, and the mailboxes that send bounces: one definition for all.
+
+The classifier (extraction, detection) and the milter (envelope sender, From field) ask the same questions,
+so they share this module. It imports nothing but ``re``: the milter's dependencies (pymilter, pyspf,
+dnspython, prometheus) must never come with it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Linear-time by construction: a match can only start where a local part starts (look-behind after the first
+# character, so re can skip ahead), and every repetition is bounded (local part <= 64, domain <= 253), so long
+# runs of letters or dots cannot make the search quadratic - a bounce body is attacker-controlled input.
+_LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
+ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63}}@"
+                        r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
+# Mailboxes that send delivery reports: a From or envelope sender naming one is a sign of a bounce.
+BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"})
+# Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
+ROBOT_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS | {"noreply", "no-reply"}
+
+
+def find_addresses(text: str) -> list[str]:
+    """Every address in the text, in order, as written."""
+    return ADDRESS_RE.findall(text)
+
+
+def first_address(text: str) -> str | None:
+    """The first address in the text, if there is one."""
+    match = ADDRESS_RE.search(text)
+    return match.group(0) if match else None
+
+
+def bare_address(value: str) -> str:
+    """An address without its angle brackets or display name ('Name <a@b>' / '<a@b>' -> 'a@b', '<>' -> '').
+
+    Envelope arguments come with brackets (Postfix's non-SMTP mail without); header fields with a name.
+    """
+    value = value.strip()
+    close = value.rfind(">")
+    if close >= 0:
+        value = value[value.rfind("<", 0, close) + 1:close]
+    return value.strip()
+
+
+def local_part(address: str) -> str:
+    """The lower-cased local part of a bare address, without quotes ('"Postmaster"@x' -> 'postmaster')."""
+    return address.rpartition("@")[0 if "@" in address else 2].strip('"').lower()
+
+
+def is_bounce_sender(value: str) -> bool:
+    """Whether an envelope sender or a From field names a mailbox that sends delivery reports.
+
+    'MAILER-DAEMON' alone (no domain, or only as a display name) counts too. The null sender does not:
+    auto-replies use it as well, so callers that take it as a sign decide that themselves.
+    """
+    if "mailer-daemon" in value.lower():
+        return True
+    return any(local_part(a) in BOUNCE_SENDER_LOCALPARTS for a in find_addresses(value) or [bare_address(value)])
+
+
+def is_robot(address: str) -> bool:
+    """Whether an address is a report robot or a no-reply sender ('noreply+tag@x' too), never a recipient."""
+    return local_part(address).split("+")[0] in ROBOT_LOCALPARTS

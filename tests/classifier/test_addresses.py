@@ -1,0 +1,59 @@
+"""addresses.py: the one place that finds addresses and names the mailboxes that send bounces."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailwarden.classifier.addresses import bare_address, find_addresses, is_bounce_sender, is_robot, local_part
+
+
+@pytest.mark.parametrize(("value", "bare"), [
+    ("<user@example.org>", "user@example.org"),
+    ("  user@example.org ", "user@example.org"),
+    ("Mail Delivery System <MAILER-DAEMON@mx.example.net>", "MAILER-DAEMON@mx.example.net"),
+    ("<>", ""),
+    ("", ""),
+])
+def test_bare_address_drops_brackets_and_display_name(value, bare):
+    assert bare_address(value) == bare
+
+
+@pytest.mark.parametrize("sender", [
+    "MAILER-DAEMON@mx.example.net",
+    "<postmaster@example.org>",
+    "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+    "MAILER-DAEMON",                                # Postfix's local bounces name no domain
+    "MAILER-DAEMON (Mail Delivery Subsystem)",
+    '"Postmaster"@example.org',
+    "postmaster@localhost",                          # no dot in the domain: not matched by ADDRESS_RE
+    "Mail Delivery System <mail-daemon@mx.example.net>",
+])
+def test_bounce_senders_are_named(sender):
+    assert is_bounce_sender(sender)
+
+
+@pytest.mark.parametrize("sender", ["", "<>", "alice@example.org", "postmaster-team@example.org",
+                                    "Postmaster Bob <bob@example.org>", "noreply@example.org"])
+def test_ordinary_and_null_senders_are_not_bounce_senders(sender):
+    assert not is_bounce_sender(sender)
+
+
+def test_robots_include_no_reply_senders_and_their_tagged_forms():
+    assert [is_robot(a) for a in ("noreply+bounce@x.example", "MAILER-DAEMON@x.example", "user@x.example")] == [
+        True, True, False]
+    assert local_part("User@Example.org") == "user"
+
+
+def test_addresses_are_found_in_order_without_brackets_or_trailing_dots():
+    text = "<a.b+tag@example.org>: 550 unknown; also c=d@mail.example.co.jp. and not user@localhost"
+    assert find_addresses(text) == ["a.b+tag@example.org", "c=d@mail.example.co.jp"]
+
+
+def test_long_runs_of_address_characters_are_scanned_in_linear_time():
+    """A bounce body is attacker-controlled: 200 KB of local-part characters must not make the scan quadratic."""
+    started = time.perf_counter()
+    assert find_addresses("a" * 200_000 + "@" + "b." * 50_000) == []
+    assert time.perf_counter() - started < 1.0
+
