@@ -17,6 +17,7 @@ MODEL_PATH = Path(__file__).with_name("model.onnx")
 META_LABELS = "mailwarden.labels"
 META_TYPES = "mailwarden.types"
 META_THRESHOLD = "mailwarden.threshold"
+META_TEMPERATURE = "mailwarden.temperature"
 # Below this probability (about 3x the uniform 1/16) the top category is not trusted: "other" is reported.
 DEFAULT_THRESHOLD = 0.20
 
@@ -29,6 +30,26 @@ class ModelError(ValueError):
 class Prediction:
     category: str
     confidence: float
+
+
+def calibrate(row: list[float], temperature: float) -> list[float]:
+    """Class probabilities with the softmax temperature applied (p ** (1/T), renormalised).
+
+    The temperature is fitted on grouped cross-validation (crossval.fit_temperature), so that a confidence of
+    0.8 is right about 80 % of the time on mail servers the model never saw.
+    """
+    if temperature == 1.0:
+        return row
+    scaled = [p ** (1.0 / temperature) for p in row]
+    total = sum(scaled) or 1.0
+    return [p / total for p in scaled]
+
+
+def top_category(row: list[float], labels: list[str], threshold: float) -> Prediction:
+    """The most probable category, or the fallback category when it is less probable than the threshold."""
+    confidence = max(row)
+    category = labels[row.index(confidence)] if confidence >= threshold else FALLBACK_CATEGORY
+    return Prediction(category, confidence)
 
 
 class OnnxModel:
@@ -46,6 +67,7 @@ class OnnxModel:
             self.labels: list[str] = json.loads(meta[META_LABELS])
             self.types: dict[str, str] = {**default_types(), **json.loads(meta.get(META_TYPES, "{}"))}
             self.threshold = float(meta.get(META_THRESHOLD, DEFAULT_THRESHOLD))
+            self.temperature = float(meta.get(META_TEMPERATURE, 1.0))
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a mailwarden bounce model (metadata {exc} missing or broken)") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
@@ -62,9 +84,6 @@ class OnnxModel:
         """Top category per text, or the fallback category when the model is not confident enough."""
         if not texts:
             return []
-        results = []
-        for row in self.probabilities(texts).tolist():  # plain floats: numpy per-row calls cost ~20 us a text
-            confidence = max(row)
-            category = self.labels[row.index(confidence)] if confidence >= self.threshold else FALLBACK_CATEGORY
-            results.append(Prediction(category, confidence))
-        return results
+        # Plain floats: numpy per-row calls cost ~20 us a text.
+        return [top_category(calibrate(row, self.temperature), self.labels, self.threshold)
+                for row in self.probabilities(texts).tolist()]

@@ -22,7 +22,7 @@ from .augment import augment
 from .corpus import Example, corpus_examples
 from .extract import Finding
 from .features import model_text
-from .model import DEFAULT_THRESHOLD, META_LABELS, META_THRESHOLD, META_TYPES
+from .model import DEFAULT_THRESHOLD, META_LABELS, META_TEMPERATURE, META_THRESHOLD, META_TYPES
 from .taxonomy import FALLBACK_CATEGORY, default_types
 
 BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
@@ -89,8 +89,9 @@ def category_types(examples: list[Example], labels: list[str]) -> dict[str, str]
     return {label: known.get(label) or given.get(label) or "unknown" for label in labels}
 
 
-def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = DEFAULT_THRESHOLD) -> None:
-    """Write the pipeline as ONNX with its labels, types and threshold in metadata_props."""
+def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = DEFAULT_THRESHOLD,
+                temperature: float = 1.0) -> None:
+    """Write the pipeline as ONNX with its labels, types, threshold and temperature in metadata_props."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import StringTensorType
 
@@ -109,7 +110,7 @@ def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = D
         onx.opset_import.add(domain=domain, version=version)
     labels = [str(label) for label in pipeline.classes_]
     for key, value in ((META_LABELS, json.dumps(labels)), (META_TYPES, json.dumps(types)),
-                       (META_THRESHOLD, str(threshold))):
+                       (META_THRESHOLD, str(threshold)), (META_TEMPERATURE, str(temperature))):
         prop = onx.metadata_props.add()
         prop.key, prop.value = key, value
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,13 +172,13 @@ def load_base(path: Path = BASE_EXAMPLES_PATH) -> list[Example]:
 
 
 def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print,
-          max_features: int | None = MAX_FEATURES):
+          max_features: int | None = MAX_FEATURES, temperature: float = 1.0):
     """Fit and export; returns the fitted pipeline (for callers that check the ONNX agrees with it).
 
     Custom training passes ``max_features=None``: a frequency cap would drop the rare words of a new category.
     """
     pipeline = fit(examples, with_seeds, progress, max_features)
-    export_onnx(pipeline, category_types(examples, list(pipeline.classes_)), out)
+    export_onnx(pipeline, category_types(examples, list(pipeline.classes_)), out, temperature=temperature)
     progress(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
     return pipeline
 

@@ -133,3 +133,45 @@ def test_a_two_category_model_loads_and_agrees_with_the_training_time_model(tmp_
     probe = [model_text(Finding(recipient="", diagnostic=d)) for d in ["451 greylisted, try later", "user unknown"]]
     np.testing.assert_allclose(model.probabilities(probe), pipeline.predict_proba(probe), atol=1e-5)
     assert [p.category for p in model.predict(probe)] == ["greylisted", "bad-mailbox"]
+
+
+def test_calibration_keeps_the_ranking_and_moves_confidence_with_the_temperature():
+    from mailwarden.classifier.model import calibrate
+
+    row = [0.6, 0.3, 0.1]
+    sharper, softer = calibrate(row, 0.5), calibrate(row, 2.0)
+    for calibrated in (sharper, softer):
+        assert sum(calibrated) == pytest.approx(1.0)
+        assert calibrated.index(max(calibrated)) == 0
+    assert sharper[0] > 0.6 > softer[0]
+
+
+def test_model_applies_the_temperature_written_into_it(tmp_path):
+    pytest.importorskip("sklearn")
+    from mailwarden.classifier.model import calibrate
+    from mailwarden.classifier.train import train
+
+    examples = [Example(Finding(recipient="", diagnostic=t), category, f"{category}{i}", "")
+                for category, group in {"quota-issues": ["mailbox full", "over quota", "storage full"],
+                                        "bad-mailbox": ["user unknown", "no such user", "unknown recipient"]}.items()
+                for i, t in enumerate(group)]
+    train(examples, tmp_path / "hot.onnx", with_seeds=False, progress=lambda _line: None, max_features=None,
+          temperature=2.0)
+    model = OnnxModel(tmp_path / "hot.onnx")
+    assert model.temperature == 2.0
+    text = model_text(Finding(recipient="", diagnostic="mailbox full"))
+    raw = model.probabilities([text])[0].tolist()
+    expected = calibrate(raw, 2.0)
+    assert model.predict([text])[0].confidence == pytest.approx(max(expected))
+    assert max(expected) < max(raw)
+
+
+def test_grouped_folds_hold_each_mta_family_out_whole():
+    from mailwarden.classifier.crossval import family_folds
+
+    examples = list(corpus_examples(CORPUS))
+    for folds in (None, 5):
+        held_out = family_folds(examples, folds)
+        families = [f for fold in held_out for f in fold]
+        assert sorted(families) == sorted({e.family for e in examples})  # each family in exactly one fold
+    assert len(family_folds(examples, None)) == len({e.family for e in examples})
