@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..sanitise import LIMIT_NAME, clean
+from .envelope import EnvelopeFacts
 from .extract import Finding, compact, finding_from_text
 from .features import model_text
 from .model import MODEL_PATH, OnnxModel, Prediction
@@ -40,18 +42,22 @@ class BounceClassifier:
         """Load a model file (default: the shipped one); raises ModelError (a ValueError) or OSError."""
         return cls(OnnxModel(path if path is not None else default_model_path()))
 
-    def analyse(self, message: bytes) -> BounceReport:
-        """The report for one message; any failure inside yields a 'none' report instead of an exception."""
+    def analyse(self, message: bytes, envelope: EnvelopeFacts | None = None) -> BounceReport:
+        """The report for one message; any failure inside yields a 'none' report instead of an exception.
+
+        ``envelope``: what the MTA said about the message; without it (a bare file) detection can only read
+        a Return-Path field for the null sender, and a milter seldom sees one.
+        """
         try:
-            return self._analyse(message)
+            return self._analyse(message, envelope)
         except Exception as exc:  # noqa: BLE001 - a message must never be lost because the analysis failed
             # One line, no traceback: the input is attacker-controlled and must not be able to flood the log.
-            log.warning("bounce analysis failed (%s: %.200s); treating the message as not a bounce",
-                        type(exc).__name__, exc)
+            log.warning("bounce analysis failed (%s: %.200s)%s; treating the message as not a bounce",
+                        type(exc).__name__, exc, _which(envelope))
             return NO_REPORT
 
-    def _analyse(self, message: bytes) -> BounceReport:
-        kind, findings = reported_findings(message)
+    def _analyse(self, message: bytes, envelope: EnvelopeFacts | None = None) -> BounceReport:
+        kind, findings = reported_findings(message, envelope)
         if kind in BOUNCE_KINDS:
             predictions = self.classify_findings(findings)
             verdicts = [self._verdict(f, p) for f, p in zip(findings, predictions, strict=True)]
@@ -76,3 +82,11 @@ class BounceClassifier:
             type=self._model.types.get(p.category, "unknown"),
             confidence=round(p.confidence, 4), evidence=compact(f.diagnostic, EVIDENCE_CHARS),
         )
+
+
+def _which(envelope: EnvelopeFacts | None) -> str:
+    """Which message a log line is about: its queue id (what `grep` follows through the MTA's log) and client."""
+    if envelope is None:
+        return ""
+    return (f" for queue id {clean(envelope.queue_id, LIMIT_NAME) or '-'} from "
+            f"{clean(envelope.client_name, LIMIT_NAME)}[{clean(envelope.client_ip, LIMIT_NAME)}]")

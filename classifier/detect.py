@@ -1,14 +1,17 @@
 """Decide what kind of report a message is: failure, delay, success, auto-reply, feedback or none.
 
 Structure is trusted before wording: a delivery-status part's Action fields, then an ARF part, then who sent
-it and what it says. ``Auto-Submitted: auto-replied`` is also set by real bounces, so it only makes an
-auto-reply when nothing marks the message as a bounce.
+it and what it says. Who sent it: the null envelope sender when the MTA gave the envelope (the strongest sign
+a message without a delivery-status part has, shared only with auto-replies), a MAILER-DAEMON/postmaster
+From, and only without an envelope a null Return-Path field. ``Auto-Submitted: auto-replied`` is also set by
+real bounces, so it only makes an auto-reply when nothing marks the message as a bounce.
 """
 
 from __future__ import annotations
 
 import re
 
+from .envelope import EnvelopeFacts
 from .extract import ADDRESS_RE, BOUNCER_LOCALPARTS, Finding
 from .parts import Message, Parsed, content_type, header
 
@@ -44,8 +47,11 @@ AUTO_REPLY_SUBJECT_RE = re.compile(
 )
 
 
-def _null_sender(msg: Message) -> bool:
-    """Null return path: set by bounces, but by RFC 3834 auto-replies too."""
+def _null_sender(msg: Message, envelope: EnvelopeFacts | None) -> bool:
+    """Null reverse path: set by bounces, but by RFC 3834 auto-replies too. The envelope's when there is one: a
+    Return-Path field is added at final delivery, so a milter sees one only when the sender wrote it."""
+    if envelope is not None:
+        return envelope.sender == ""
     return header(msg, "Return-Path").strip() in ("<>", "<<>>")
 
 
@@ -91,8 +97,9 @@ def kind_from_actions(findings: list[Finding]) -> str | None:
     return None
 
 
-def detect_kind(parsed: Parsed, findings: list[Finding]) -> str:
-    """The report kind; ``findings`` are the extraction results for this message."""
+def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts | None = None) -> str:
+    """The report kind; ``findings`` are the extraction results for this message, ``envelope`` what the MTA
+    said about it (None for a bare file)."""
     msg = parsed.msg
     if _is_feedback(parsed):
         return "feedback"
@@ -105,14 +112,15 @@ def detect_kind(parsed: Parsed, findings: list[Finding]) -> str:
     robot = _robot_sender(msg)
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
-    envelope_signed = robot or (_null_sender(msg) and not auto_reply)
+    # A null sender that is not an auto-reply counts as much as a MAILER-DAEMON From.
+    from_bouncer = robot or (_null_sender(msg, envelope) and not auto_reply)
     # A bouncy subject from an ordinary sender ("Error in your invoice") needs report-like text as well.
-    signed = envelope_signed or bouncy_subject and bool(REPORT_BODY_RE.search(body))
-    if signed and (has_status_part or robot and bouncy_subject or BOUNCE_BODY_RE.search(body)):
+    signed = from_bouncer or bouncy_subject and bool(REPORT_BODY_RE.search(body))
+    if signed and (has_status_part or from_bouncer and bouncy_subject or BOUNCE_BODY_RE.search(body)):
         return "failure" if _permanent(findings) or not DELAY_BODY_RE.search(body) else "delay"
     if auto_reply:
         return "auto-reply"
-    if robot and any(f.status or f.reply_code for f in findings):
+    if from_bouncer and any(f.status or f.reply_code for f in findings):
         return "failure"
     return "none"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .detect import detect_kind
+from .envelope import EnvelopeFacts
 from .extract import Finding, extract
 from .parts import parse
 
@@ -14,11 +15,12 @@ ACTIONS_BY_KIND = {
 }
 
 
-def reported_findings(raw: bytes) -> tuple[str, list[Finding]]:
-    """The kind of report and its recipients in order; look-alikes without recipients get an empty list."""
+def reported_findings(raw: bytes, envelope: EnvelopeFacts | None = None) -> tuple[str, list[Finding]]:
+    """The kind of report and its recipients in order; look-alikes without recipients get an empty list.
+    ``envelope``: what the MTA said about the message (None for a bare file)."""
     parsed = parse(raw)
     findings = extract(parsed)
-    kind = detect_kind(parsed, findings)
+    kind = detect_kind(parsed, findings, envelope)
     wanted = ACTIONS_BY_KIND.get(kind)
     if wanted is None:
         return kind, []

@@ -269,7 +269,7 @@ class MailwardenMilter(Milter.Base):
         for name, value in reversed(self.engine.result_headers(self.session, envelope)):
             self.addheader(name, value, 0)
         if envelope.body is not None:  # collected: the message may be a bounce
-            for name, value in _classifier_thread.submit(self.engine.bounce_headers, envelope).result():
+            for name, value in _classifier_thread.submit(self.engine.bounce_headers, self.session, envelope).result():
                 self.addheader(name, value)
         self.engine.log(self.session, envelope, ACCEPT, forged_ar_removed=len(envelope.forged))
         return Milter.CONTINUE

@@ -14,7 +14,7 @@ from . import headers, metrics
 from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
 from .checks.iprev import IprevCheck
 from .checks.spf import SpfCheck, SpfResult
-from .classifier import BounceClassifier, header_value
+from .classifier import BounceClassifier, EnvelopeFacts, header_value
 from .config import Config
 from .dns import Budget, Resolver
 from .log import event
@@ -146,11 +146,16 @@ class Engine:
         local = bare_address(address).rpartition("@")[0] if "@" in address else bare_address(address)
         return local.strip('"').lower() in BOUNCE_SENDERS
 
-    def bounce_headers(self, envelope: Envelope) -> list[tuple[str, str]]:
-        """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence."""
+    def bounce_headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
+        """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence.
+
+        The classifier gets the envelope: the null sender that marks a bounce is in MAIL FROM, not in the
+        header fields the MTA passes (Return-Path is added at final delivery)."""
         if self.classifier is None or envelope.body is None:
             return []
-        report = self.classifier.analyse(envelope.raw_message())
+        facts = EnvelopeFacts(sender=envelope.sender, client_ip=session.ip, client_name=session.hostname,
+                              queue_id=envelope.queue_id)
+        report = self.classifier.analyse(envelope.raw_message(), envelope=facts)
         if not report.bounce:
             return []
         model = self.classifier.model_id

@@ -1,5 +1,6 @@
 """Bounce labels in real Postfix: a DSN arriving over SMTP (smtpd_milters) and a bounce that Postfix itself
-writes (non_smtpd_milters + internal_mail_filter_classes = bounce) both get X-Mailwarden-Bounce fields."""
+writes (non_smtpd_milters + internal_mail_filter_classes = bounce) both get X-Mailwarden-Bounce fields; a bounce
+whose only sign of being one is its null envelope sender too."""
 
 from __future__ import annotations
 
@@ -31,6 +32,24 @@ def test_dsn_over_smtp_is_labelled_per_recipient(mta):
     assert (match["category"], match["type"], match["status"]) == ("quota-issues", "transient", "5.2.2")
     assert match["model"] == BounceClassifier.load().model_id
     assert f"recipient={match['rcpt']}" in mta.daemon.log() and "category=quota-issues" in mta.daemon.log()
+
+
+def test_bounce_known_only_by_its_null_envelope_sender_is_labelled(mta):
+    """KDDI's mailbox-full notice: From no-reply@, Subject "Mail", no delivery-status part. Without Return-Path
+    (Postfix adds one only at final delivery, after the milter) MAIL FROM:<> is all that marks it."""
+    marker = f"mw-{uuid.uuid4().hex}"
+    original = (CORPUS / "lhost-kddi-03.eml").read_bytes()
+    without_return_path = original.replace(b"Return-Path: <>\n", b"", 1)
+    assert b"Return-Path: <>" not in without_return_path
+    raw = f"X-Test-Marker: {marker}\r\n".encode() + without_return_path
+    with smtplib.SMTP("127.0.0.1", mta.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("", ["bob@example.org"], raw)
+    message = mta.delivered(marker)
+    (value,) = message.get_all("X-Mailwarden-Bounce")
+    match = FIELD.match(value)
+    assert match, value
+    assert (match["rcpt"], match["category"], match["type"]) == (
+        "kijitora@00000000000000.dion.ne.jp", "quota-issues", "transient")
 
 
 def test_postfix_generated_bounce_is_labelled(mta):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import FrozenInstanceError, replace
+from logging.handlers import BufferingHandler
 
 import pytest
 
-from mailwarden.classifier import BounceReport, RecipientVerdict, header_value
+from mailwarden.classifier import BounceClassifier, BounceReport, EnvelopeFacts, RecipientVerdict, header_value
 from mailwarden.classifier.corpus import corpus_examples
 from mailwarden.classifier.evaluate import predict, score
 
@@ -34,6 +36,49 @@ def test_header_value_has_the_documented_form(classifier):
     value = header_value(report.recipients[0], classifier.model_id)
     assert HEADER_RE.match(value), value
     assert value.startswith("sabineko@example.jp; category=quota-issues; type=transient; status=5.2.2; ")
+
+
+def _kddi_notice_without_return_path() -> bytes:
+    """KDDI's mailbox-full notice (From no-reply@, Subject "Mail", no delivery-status part) as a milter sees it:
+    Return-Path is added at final delivery, so only the envelope can say it came from the null sender."""
+    raw = (CORPUS / "eml" / "lhost-kddi-03.eml").read_bytes().replace(b"Return-Path: <>\n", b"", 1)
+    assert b"Return-Path: <>" not in raw
+    return raw
+
+
+def test_null_envelope_sender_makes_an_ambiguous_notice_a_labelled_bounce(classifier):
+    raw = _kddi_notice_without_return_path()
+    assert classifier.analyse(raw).kind == "none"
+    assert classifier.analyse(raw, envelope=EnvelopeFacts(sender="alice@example.org")).kind == "none"
+    report = classifier.analyse(raw, envelope=EnvelopeFacts(sender="", client_ip="192.0.2.72",
+                                                             client_name="nmomta.auone-net.jp", queue_id="4XyZ1"))
+    assert (report.bounce, report.kind) == (True, "failure")
+    assert [(v.recipient, v.category, v.type) for v in report.recipients] == [
+        ("kijitora@00000000000000.dion.ne.jp", "quota-issues", "transient")]
+
+
+def test_envelope_sender_overrules_a_return_path_field_written_by_the_sender(classifier):
+    raw = b"Return-Path: <>\n" + _kddi_notice_without_return_path()
+    assert classifier.analyse(raw).bounce  # a bare file: the field is all there is
+    assert classifier.analyse(raw, envelope=EnvelopeFacts(sender="alice@example.org")).kind == "none"
+
+
+def test_a_failed_analysis_is_logged_with_the_queue_id_and_client(classifier, monkeypatch):
+    def crash(self: BounceClassifier, message: bytes, envelope: EnvelopeFacts | None = None) -> BounceReport:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(BounceClassifier, "_analyse", crash)
+    log = BufferingHandler(capacity=10)  # on the logger itself: the daemon's log setup stops propagation to root
+    logging.getLogger("mailwarden.classifier").addHandler(log)
+    try:
+        facts = EnvelopeFacts(sender="", client_ip="192.0.2.72", client_name="mx\r\n.example.net", queue_id="4XyZ1")
+        report = classifier.analyse(b"From: MAILER-DAEMON@x.example\n\nanything\n", envelope=facts)
+    finally:
+        logging.getLogger("mailwarden.classifier").removeHandler(log)
+    assert (report.bounce, report.kind) == (False, "none")
+    assert [r.getMessage() for r in log.buffer] == [
+        "bounce analysis failed (RuntimeError: parser bug) for queue id 4XyZ1 from mx%0D%0A.example.net[192.0.2.72];"
+        " treating the message as not a bounce"]
 
 
 def _verdict(**changes) -> RecipientVerdict:
