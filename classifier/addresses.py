@@ -15,6 +15,12 @@ import re
 _LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
 ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63}}@"
                         r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
+# What redact() writes instead of an address: itself an address, so the model reads a redacted text as it reads
+# the original (features.normalise turns both into the same placeholder word).
+REDACTED = "address@redacted.invalid"
+# What ADDRESS_RE leaves that still names a mailbox: quoted or dotless local forms, address literals
+# ("j.doe"@x, bob@localhost, u@[192.0.2.1]). Bounded repetitions keep the scan linear.
+_OTHER_ADDRESS_RE = re.compile(r"[^\s<>@()\[\],;:]{1,64}@(?:\[[^\]\s]{1,64}\]|[^\s<>@,;:()\[\]\"']{1,253})")
 # Mailboxes that send delivery reports: a From or envelope sender naming one is a sign of a bounce.
 BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"})
 # Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
@@ -30,6 +36,13 @@ def first_address(text: str) -> str | None:
     """The first address in the text, if there is one."""
     match = ADDRESS_RE.search(text)
     return match.group(0) if match else None
+
+
+def redact(text: str) -> str:
+    """The text with every mail address replaced by REDACTED: what is kept of a bounce for review names nobody."""
+    if "@" not in text:
+        return text
+    return _OTHER_ADDRESS_RE.sub(REDACTED, ADDRESS_RE.sub(REDACTED, text))
 
 
 def bare_address(value: str) -> str:

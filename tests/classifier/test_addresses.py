@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from mailwarden.classifier.addresses import bare_address, find_addresses, is_bounce_sender, is_robot, local_part
+from mailwarden.classifier.addresses import (
+    bare_address,
+    find_addresses,
+    is_bounce_sender,
+    is_robot,
+    local_part,
+    redact,
+)
 
 
 @pytest.mark.parametrize(("value", "bare"), [
@@ -57,3 +64,28 @@ def test_long_runs_of_address_characters_are_scanned_in_linear_time():
     assert find_addresses("a" * 200_000 + "@" + "b." * 50_000) == []
     assert time.perf_counter() - started < 1.0
 
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("<bob.smith+x@mail.example.org>: 550 unknown user",
+     "<address@redacted.invalid>: 550 unknown user"),
+    ("mailbox of bob@localhost and u@[192.0.2.1] (\"j.doe\"@example.org) is closed",
+     "mailbox of address@redacted.invalid and address@redacted.invalid (address@redacted.invalid) is closed"),
+    ("no address here, 5.1.1 at 192.0.2.1", "no address here, 5.1.1 at 192.0.2.1"),
+])
+def test_redact_replaces_every_address_and_keeps_the_rest(text, redacted):
+    assert redact(text) == redacted
+
+
+def test_redacted_text_reads_to_the_model_as_the_original_does():
+    from mailwarden.classifier.features import normalise
+
+    text = "550 5.1.1 <carol@far.example>: mailbox for carol@far.example is hibernating"
+    assert "carol" not in redact(text)
+    assert normalise(redact(text)) == normalise(text)
+
+
+def test_redact_scans_long_hostile_runs_in_linear_time():
+    started = time.perf_counter()
+    assert redact("a" * 200_000 + "@" + "b" * 200_000).count("@") == 1
+    assert time.perf_counter() - started < 1.0
