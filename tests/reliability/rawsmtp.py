@@ -28,6 +28,14 @@ class Transcript:
     marker: str
     replies: dict[str, Reply] = field(default_factory=dict)  # by stage: greeting, xclient, mail, rcpt:<n>, data
 
+    def waited(self, first: str, last: str) -> float:
+        """Seconds the client waited for the replies from stage `first` to stage `last`. On a unix socket the
+        milter answers connect, HELO and MAIL FROM with nothing, so Postfix replies to them at once and the
+        milter's work there (the DNS) is paid at the next stage that waits for it, the first RCPT: time a span
+        that ends there."""
+        stages = list(self.replies)
+        return sum(self.replies[stage].seconds for stage in stages[stages.index(first) : stages.index(last) + 1])
+
     def outcome(self) -> int:
         """The code that decided the fate of the message: the first non-2xx/3xx reply, else the DATA one."""
         for reply in self.replies.values():

@@ -4,6 +4,7 @@ down, every message still gets a verdict within the budget."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -124,7 +125,7 @@ def test_dns_fault_through_postfix_gets_the_configured_action_per_recipient_doma
     rcpts = [b"carol@strict.test", b"dave@example.com", b"bob@example.org"]
     sent = transaction(stack.port, f"someone@{domain}".encode(), rcpts, ip=GOOD_IP)
     assert sent.replies["mail"].code == 250
-    assert sent.replies["mail"].seconds < BUDGET + SLACK
+    assert sent.waited("mail", "rcpt:0") < BUDGET + SLACK  # MAIL FROM's SPF checks, paid at the first RCPT
     for n, rcpt in enumerate(rcpts):
         reply = sent.replies[f"rcpt:{n}"]
         code, xcode = ACTIONS[result][rcpt.decode().partition("@")[2]]
@@ -135,10 +136,10 @@ def test_dns_fault_through_postfix_gets_the_configured_action_per_recipient_doma
 
 
 def test_every_message_gets_a_verdict_within_the_budget_with_dns_down(hostile_dns):
-    """One message at a time, each stage answers within the budget (1 s here); a hundred at once, every one still
-    gets its verdict and the configured action. Under concurrency a reply may wait for a libmilter worker on
-    top of the budget (seen: 2.0 s for MAIL once in 36 while the milter's own mail stage took ~1.0 s), hence the
-    looser bound there."""
+    """One message at a time, each stage's checks end within the budget (1 s here); a hundred at once, every one
+    still gets its verdict and the configured action. Under concurrency a reply may wait for a libmilter worker
+    on top of the budgets (seen: 2.0 s for a one-budget stage once in 36 while the milter's own stage took
+    ~1.0 s), hence one budget more there."""
     hole = Blackhole()
     stack = None
     budget = 1.0
@@ -152,12 +153,14 @@ def test_every_message_gets_a_verdict_within_the_budget_with_dns_down(hostile_dn
         sequential = [one(f"seq{i}@{d}".encode()) for i, d in enumerate(["good.test", "bad.test"])]
         with ThreadPoolExecutor(100) as pool:
             concurrent = list(pool.map(one, [f"user{i}@d{i}.test".encode() for i in range(100)]))
-        for sent in sequential:
-            assert sent.replies["xclient"].seconds < budget + SLACK  # the connect stage: IPREV
-            assert sent.replies["mail"].seconds < budget + SLACK  # the MAIL FROM stage: both SPF checks
+        # IPREV (connect) and both SPF checks (MAIL FROM), a budget each: Postfix replies to XCLIENT, EHLO and
+        # MAIL FROM without the milter, so the client pays for all of them at the first RCPT
+        waits = [sent.waited("xclient", "rcpt:0") for sent in sequential + concurrent]
+        print(f"DNS down: first RCPT answered {max(waits[:2]):.2f} s after XCLIENT one at a time; with 100 at once "
+              f"median {statistics.median(waits[2:]):.2f} s, max {max(waits[2:]):.2f} s")  # for docs/reliability.md
+        assert max(waits[:2]) < 2 * budget + SLACK
+        assert max(waits) < 3 * budget + SLACK
         for sent in sequential + concurrent:
-            assert sent.replies["xclient"].seconds < 2 * budget + SLACK
-            assert sent.replies["mail"].seconds < 2 * budget + SLACK
             codes = [(sent.replies[f"rcpt:{n}"].code, sent.replies[f"rcpt:{n}"].text.split()[0]) for n in range(3)]
             assert codes == [(451, b"4.7.24"), (550, b"5.7.24"), (250, b"2.1.5")]
             (ar,) = our_ar(stack.postfix.delivered(sent.marker))
