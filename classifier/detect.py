@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
+from .addresses import is_bounce_sender
 from .envelope import EnvelopeFacts
-from .extract import ADDRESS_RE, BOUNCER_LOCALPARTS, Finding
+from .extract import Finding
 from .parts import Message, Parsed, content_type, header
 
 BOUNCE_SUBJECT_RE = re.compile(
@@ -53,13 +54,6 @@ def _null_sender(msg: Message, envelope: EnvelopeFacts | None) -> bool:
     if envelope is not None:
         return envelope.sender == ""
     return header(msg, "Return-Path").strip() in ("<>", "<<>>")
-
-
-def _robot_sender(msg: Message) -> bool:
-    """A MAILER-DAEMON/postmaster From: the sign of a bounce that auto-replies do not share."""
-    found = ADDRESS_RE.findall(header(msg, "From")) or [header(msg, "From")]
-    return any(a.split("@")[0].lower() in BOUNCER_LOCALPARTS for a in found if a) or \
-        "mailer-daemon" in header(msg, "From").lower()
 
 
 def _is_feedback(parsed: Parsed) -> bool:
@@ -109,7 +103,7 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
         if stated:
             return stated
     body = parsed.report_lower
-    robot = _robot_sender(msg)
+    robot = is_bounce_sender(header(msg, "From"))  # a sign of a bounce that auto-replies do not share
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
     # A null sender that is not an auto-reply counts as much as a MAILER-DAEMON From.

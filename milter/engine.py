@@ -15,6 +15,7 @@ from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
 from .checks.iprev import IprevCheck
 from .checks.spf import SpfCheck, SpfResult
 from .classifier import BounceClassifier, EnvelopeFacts, header_value
+from .classifier.addresses import bare_address, is_bounce_sender
 from .config import Config
 from .dns import Budget, Resolver
 from .log import event
@@ -24,17 +25,8 @@ from .session import Envelope, Session
 from .verdicts import Verdicts
 
 DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
-BOUNCE_SENDERS = frozenset({"", "mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon", "bounce", "bounces"})
 BOUNCE_HEADER = "X-Mailwarden-Bounce"
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024  # the delivery-status part comes first; the attached original may be cut
-
-
-def bare_address(address: str) -> str:
-    """MAIL FROM / RCPT TO argument without angle brackets (Postfix's non-SMTP mail comes without)."""
-    address = address.strip()
-    if address.startswith("<") and address.endswith(">"):
-        address = address[1:-1]
-    return address
 
 
 def domain_of(address: str) -> str:
@@ -139,12 +131,11 @@ class Engine:
         out.append(("Authentication-Results", ar))
         return out
 
-    def may_be_bounce(self, address: str) -> bool:
-        """Whether a sender (envelope or From:) looks like one that sends delivery reports."""
-        if self.classifier is None:
-            return False
-        local = bare_address(address).rpartition("@")[0] if "@" in address else bare_address(address)
-        return local.strip('"').lower() in BOUNCE_SENDERS
+    def may_be_bounce(self, sender: str) -> bool:
+        """Whether a message with this envelope sender or From field may be a bounce, so that its body is
+        collected for the classifier: the null sender (auto-replies use it too), or a mailbox that sends
+        delivery reports (MAILER-DAEMON, postmaster)."""
+        return self.classifier is not None and (bare_address(sender) == "" or is_bounce_sender(sender))
 
     def bounce_headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
         """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence.
