@@ -80,7 +80,7 @@ class BounceClassifier:
             recipient=f.recipient, status=f.status, action=f.action, diagnostic=f.diagnostic,
             remote_mta=f.remote_mta, reply_code=f.reply_code, category=p.category,
             type=self._model.types.get(p.category, "unknown"),
-            confidence=round(p.confidence, 4), evidence=compact(f.diagnostic, EVIDENCE_CHARS),
+            confidence=round(p.confidence, 4), evidence=compact(f.diagnostic, EVIDENCE_CHARS), stage=f.stage,
         )
 
 

@@ -23,9 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     classify.set_defaults(func=run_classify)
 
     train = subparsers.add_parser("train", help="train a bounce model from labelled examples (JSONL)")
-    train.add_argument("--examples", type=Path, required=True,
-                       help='JSONL: {"text": ...} or {"eml": path}, "category", optional "type"')
-    train.add_argument("--base", choices=["default"], help="also learn the default model's examples and categories")
+    train.add_argument("--add", "--examples", dest="examples", type=Path, required=True, action="append",
+                       metavar="FILE.jsonl", help='labelled examples (repeatable): {"text": ...} or {"eml": path}, '
+                       '"category", optional "type"; or the labelled lines of `mailwarden bounces review --json`')
+    train.add_argument("--base", metavar="default|MODEL",
+                       help='also learn what a model learnt: "default" (the shipped one) or a model written by '
+                       "`mailwarden train`")  # fmt: skip
     train.add_argument("--out", type=Path, required=True, help="where to write the ONNX model")
     train.set_defaults(func=run_train)
 
@@ -77,24 +80,30 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     try:
         from .corpus import jsonl_examples
-        from .train import load_base, train
+        from .train import base_path, examples_path, load_base, save_base, train
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         print(f"mailwarden: training needs the 'train' extra (pip install 'mailwarden[train]'): {exc}",
               file=sys.stderr)
         return 2
     try:
-        examples = list(jsonl_examples(args.examples))
+        examples = [example for path in args.examples for example in jsonl_examples(path)]
+        base = load_base(base_path(args.base)) if args.base else []
+    except FileNotFoundError as exc:
+        hint = " (a --base model must have been written by `mailwarden train`)" if args.base else ""
+        print(f"mailwarden: {exc.filename}: no such file{hint}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"mailwarden: {exc}", file=sys.stderr)
         return 2
-    base = load_base() if args.base == "default" else []
-    print(f"{len(examples)} examples from {args.examples}, {len(base)} base examples", file=sys.stderr)
+    print(f"{len(examples)} examples from {', '.join(map(str, args.examples))}, {len(base)} base examples",
+          file=sys.stderr)
     try:
         train(base + examples, args.out, with_seeds=bool(base), max_features=None,
               progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:
         print(f"mailwarden: {exc}", file=sys.stderr)
         return 2
+    save_base(base + examples, examples_path(args.out))  # what `--base` of this model will learn again
     return 0
 
 

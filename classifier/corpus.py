@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .codes import REPLY_CODE_RE, STATUS_RE
 from .extract import Finding, finding_from_text
 from .report import reported_findings
 from .taxonomy import NOT_A_BOUNCE
@@ -76,18 +78,35 @@ def align(findings: list[Finding], recipients: list[dict]) -> list[Finding]:
             for r, positional in zip(recipients, by_position, strict=True)]
 
 
+# Fields of a finding that a text example may state (as `mailwarden bounces review --json` lists them), with the
+# pattern a stated value must match; what a line does not state is read from its text.
+STATED_FIELDS = {"status": STATUS_RE, "reply_code": REPLY_CODE_RE, "stage": re.compile(r"[a-z]+"),
+                 "remote_mta": re.compile(r".*")}
+
+
 def jsonl_examples(path: Path) -> Iterator[Example]:
-    """User examples: {"text": ...} or {"eml": path relative to the file}, plus "category" and optional "type"."""
+    """User examples: {"text": ...} or {"eml": path relative to the file}, plus "category" and optional "type".
+
+    A text line may state the finding's fields (STATED_FIELDS); each it states, null included, is taken as
+    given, so a reviewed bounce is learnt as the milter read it. A line with an empty category (not labelled
+    yet) is skipped.
+    """
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         record = json.loads(line)
         if "category" not in record or not ("text" in record or "eml" in record):
             raise ValueError(f"{path}:{number}: needs \"category\" and \"text\" or \"eml\"")
+        if not record["category"]:
+            continue
         group = f"{path.name}:{number}"
         if "eml" in record:
             findings = reported_findings((path.parent / record["eml"]).read_bytes())[1]
         else:
-            findings = [finding_from_text("", record["text"])]
+            stated = {name: record[name] for name in STATED_FIELDS if name in record}
+            for name, value in stated.items():
+                if value is not None and not (isinstance(value, str) and STATED_FIELDS[name].fullmatch(value)):
+                    raise ValueError(f"{path}:{number}: {name} {value!r} is not valid")
+            findings = [replace(finding_from_text("", record["text"]), **stated)]
         for finding in findings[:1] if "text" in record else findings:
             yield Example(finding, record["category"], group, record.get("type"))

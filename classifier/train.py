@@ -160,15 +160,27 @@ def slim_graph(onx) -> None:
 
 
 def save_base(examples: list[Example], path: Path) -> None:
-    """Ship the extracted training findings so `mailwarden train --base default` works without the corpus."""
-    records = [{"category": e.category, "group": e.group, "finding": asdict(e.finding)} for e in examples]
+    """Write training findings: the shipped ones (so `mailwarden train --base default` works without the corpus)
+    and those `mailwarden train` writes next to each model it builds (so `--base MODEL` can build on it)."""
+    records = [{"category": e.category, "group": e.group, "finding": asdict(e.finding),
+                **({"type": e.type} if e.type else {})} for e in examples]
     path.write_text(json.dumps(records, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
 
 
 def load_base(path: Path = BASE_EXAMPLES_PATH) -> list[Example]:
-    """The default model's training findings as shipped in the package."""
+    """Training findings written by save_base (default: the shipped model's)."""
     records = json.loads(path.read_text(encoding="utf-8"))
-    return [Example(Finding(**r["finding"]), r["category"], r["group"]) for r in records]
+    return [Example(Finding(**r["finding"]), r["category"], r["group"], r.get("type")) for r in records]
+
+
+def examples_path(model: Path) -> Path:
+    """Where the training findings of a model built by `mailwarden train` are kept: beside it."""
+    return model.with_name(model.name + ".examples.json")
+
+
+def base_path(base: str) -> Path:
+    """The findings file of a `--base`: "default" (the shipped model's) or a model file `mailwarden train` wrote."""
+    return BASE_EXAMPLES_PATH if base == "default" else examples_path(Path(base))
 
 
 def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print,

@@ -23,6 +23,7 @@ class RecipientVerdict:
     type: str
     confidence: float
     evidence: str  # the text the model read, for the decision log
+    stage: str | None = None  # the SMTP stage the failure happened at, when the report says
 
 
 @dataclass(frozen=True)

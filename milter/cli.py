@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .classifier.cli import register as register_bounce_commands
 from .config import Config, load
 from .dns import parse_nameserver
 from .engine import Engine
+from .store import ReviewItem, Store, StoreError
 from .version import __version__
 
 DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
@@ -93,6 +95,55 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def review_json(item: ReviewItem) -> str:
+    """One line of `bounces review --json`: the item with an empty "category" for the administrator to fill in."""
+    return json.dumps({**dataclasses.asdict(item), "category": ""}, ensure_ascii=False)
+
+
+def review_text(item: ReviewItem) -> str:
+    """An item for people: where it came from and what the model thought, then the text it could not place."""
+    stated = " ".join(f"{name}={getattr(item, name) or 'none'}" for name in ("status", "reply_code", "stage",
+                                                                             "remote_mta"))  # fmt: skip
+    return (f"#{item.id} {item.time} queue_id={item.queue_id or '-'} seen={item.seen} guess={item.guess} "
+            f"confidence={item.confidence:.2f} model={item.model} {stated}\n    {item.text}")
+
+
+def labelled_ids(path: Path) -> list[int]:
+    """The ids of the lines of a reviewed JSONL file that have a category."""
+    ids = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if not isinstance(record, dict) or not isinstance(record.get("id"), int):
+            raise ValueError(f"{path}:{number}: not a line of `mailwarden bounces review --json` (no \"id\")")
+        if record.get("category"):
+            ids.append(record["id"])
+    return ids
+
+
+def cmd_bounces_review(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if not config.events.store:
+        print('mailwarden: [events] store is "": nothing is kept for review', file=sys.stderr)
+        return 2
+    try:
+        store = Store(config.events.store, create=False)  # the daemon creates it, owned by its user and 0640
+        try:
+            if args.forget_labelled:
+                forgotten = store.forget_review(labelled_ids(args.forget_labelled))
+                print(f"{forgotten} reviewed bounce(s) forgotten")
+                return 0
+            for item in store.review_items():
+                print(review_json(item) if args.json else review_text(item))
+        finally:
+            store.close()
+    except (StoreError, sqlite3.Error) as exc:
+        print(f"mailwarden: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailwarden",
@@ -122,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     config_check = config_sub.add_parser("check", help="validate a configuration file and report every problem")
     config_check.add_argument("--config", metavar="PATH", help=f"file to check (default: {DEFAULT_CONFIG})")
     config_check.set_defaults(func=cmd_config_check)
+
+    bounces = sub.add_parser("bounces", help="what the milter keeps about bounces")
+    bounces_sub = bounces.add_subparsers(dest="bounces_command", required=True, metavar="ACTION")
+    review = bounces_sub.add_parser("review", help="list the bounce recipients the model could not place, "
+                                    "oldest first (addresses redacted)")  # fmt: skip
+    review.add_argument("--config", metavar="PATH", help=f"read [events] store from this file (default: "
+                        f"{DEFAULT_CONFIG})")  # fmt: skip
+    review.add_argument("--json", action="store_true", help='one object per line, with an empty "category" to '
+                        "fill in for `mailwarden train --add`")  # fmt: skip
+    review.add_argument("--forget-labelled", type=Path, metavar="FILE.jsonl",
+                        help="instead of listing: forget the items that have a category in this file")
+    review.set_defaults(func=cmd_bounces_review)
 
     register_bounce_commands(sub)  # classify, train, eval
     return parser

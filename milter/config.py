@@ -60,6 +60,12 @@ class DnsConfig:
 class BounceConfig:
     enabled: bool = True
     model: str = ""  # "" = the model shipped in the package
+    review_below: float = 0.5  # a recipient labelled with less confidence becomes "other" and is kept for review
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    store: str = "/var/lib/mailwarden/events.sqlite"  # SQLite file (the unit's StateDirectory); "" = off
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Config:
     milter_timeout: int = 600  # seconds libmilter waits for the MTA
     dns: DnsConfig = DnsConfig()
     bounce: BounceConfig = BounceConfig()
+    events: EventsConfig = EventsConfig()
     metrics: MetricsConfig = MetricsConfig()
     policy: MappingProxyType[str, str] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(POLICY_KEYS, "accept"))
@@ -157,8 +164,8 @@ class _Builder:
         defaults = Config()
         known = {
             "socket", "socket_mode", "mta", "authserv_id", "trusted_networks", "skip_authenticated",
-            "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "metrics",
-            "policy", "domains",
+            "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "events",
+            "metrics", "policy", "domains",
         }  # fmt: skip
         self.unknown((), data, known)
         sock = self.string((), data, "socket", defaults.socket)
@@ -193,6 +200,7 @@ class _Builder:
             milter_timeout=int(self.number((), data, "milter_timeout", defaults.milter_timeout, 1, 86400)),
             dns=self.dns(self.table((), data, "dns")),
             bounce=self.bounce(self.table((), data, "bounce")),
+            events=self.events(self.table((), data, "events")),
             metrics=self.metrics(self.table((), data, "metrics")),
             policy=MappingProxyType(self.policy(("policy",), self.table((), data, "policy"), defaults.policy)),
             domains=MappingProxyType({}),
@@ -231,11 +239,21 @@ class _Builder:
 
     def bounce(self, data: dict[str, Any]) -> BounceConfig:
         table = ("bounce",)
-        self.unknown(table, data, {"enabled", "model"})
+        self.unknown(table, data, {"enabled", "model", "review_below"})
         return BounceConfig(
             enabled=self.boolean(table, data, "enabled", True),
             model=self.string(table, data, "model", ""),
+            review_below=self.number(table, data, "review_below", BounceConfig.review_below, 0, 1),
         )
+
+    def events(self, data: dict[str, Any]) -> EventsConfig:
+        table = ("events",)
+        self.unknown(table, data, {"store"})
+        store = self.string(table, data, "store", EventsConfig.store)
+        if store and not store.startswith("/"):
+            self.problem(table, "store", f'{store!r} is not an absolute path (or "" for no store)')
+            return EventsConfig()
+        return EventsConfig(store=store)
 
     def metrics(self, data: dict[str, Any]) -> MetricsConfig:
         table = ("metrics",)

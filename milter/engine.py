@@ -20,6 +20,7 @@ from .config import Config
 from .dns import Budget, Resolver
 from .log import event
 from .policy import ACCEPT, Decision, decide
+from .review import Review
 from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
 from .session import Envelope, Session
 from .verdicts import Verdicts
@@ -40,12 +41,14 @@ class Engine:
         resolver: Resolver,
         checks: tuple[Check, ...] = DEFAULT_CHECKS,
         classifier: BounceClassifier | None = None,
+        review: Review | None = None,
     ) -> None:
         self.config = config
         self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
         self.checks = checks
         self.classifier = classifier
+        self.review = review or Review(config.bounce.review_below, store=None)
         self.verdicts = Verdicts(config.dns.cache_size)
 
     @classmethod
@@ -53,10 +56,11 @@ class Engine:
         """The engine for a configuration; raises ModelError/OSError for a bounce model that cannot load."""
         dns = config.dns
         resolver = Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size)
-        classifier = None
+        classifier = review = None
         if bounces and config.bounce.enabled:
             classifier = BounceClassifier.load(config.bounce.model or None)
-        return cls(config, resolver, classifier=classifier)
+            review = Review.from_config(config)  # after the model: a refused reload opens no store
+        return cls(config, resolver, classifier=classifier, review=review)
 
     def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
         budget = Budget(self.config.dns.budget)
@@ -150,7 +154,8 @@ class Engine:
         if not report.bounce:
             return []
         model = self.classifier.model_id
-        for verdict in report.recipients:
+        recipients = self.review.apply(report.recipients, envelope.queue_id, model)  # unplaced -> other, kept
+        for verdict in recipients:
             metrics.child(metrics.BOUNCES, verdict.category, verdict.type).inc()
             event(
                 "bounce", queue_id=envelope.queue_id or "-", kind=report.kind,
@@ -158,7 +163,7 @@ class Engine:
                 type=verdict.type, status=verdict.status or "none", confidence=f"{verdict.confidence:.2f}",
                 model=model, evidence=clean(verdict.evidence),
             )  # fmt: skip
-        return [(BOUNCE_HEADER, header_value(v, model)) for v in report.recipients]
+        return [(BOUNCE_HEADER, header_value(v, model)) for v in recipients]
 
     def check(self, ip: str, helo: str, sender: str) -> tuple[Session, Envelope]:
         """A whole session without an MTA: connect, HELO, MAIL FROM (what `mailwarden check` runs)."""
