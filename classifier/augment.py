@@ -2,20 +2,24 @@
 
 The point is robustness to wording: every real example is also seen reworded, shuffled and stripped of its
 status/reply codes, and every category is also seen in hand-written phrasings wrapped in varied MTA
-boilerplate (phrasebank.py).
+boilerplate (phrasebank.py) and in the reply bank (phrases/replies.jsonl: whole replies as providers and MTAs
+word them, codes included, written from their public documentation).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from .codes import STATUS_RE
 from .corpus import Example
-from .extract import Finding, find_stage
+from .extract import Finding, find_stage, finding_from_text
 from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
 
+REPLIES_PATH = Path(__file__).with_name("phrases") / "replies.jsonl"
 REPLY_CODE_RE = re.compile(r"(?<![\w.])[245][0-5]\d(?=[\s\-:]|$)")
 CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;:,])\s+")
 _SYNONYM_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b",
@@ -62,6 +66,15 @@ def variant(finding: Finding, rng: random.Random) -> Finding:
     return without_codes(varied) if rng.random() < 0.35 else varied
 
 
+def wrapped(reason: str, rng: random.Random, status: str = "", reply: str = "", stage: str = "unknown") -> str:
+    """A failure text in one of the MTA boilerplates that carry a remote reply."""
+    text = rng.choice(WRAPPERS).format(
+        reason=reason, status=status, reply=reply, host="mx.example.net [192.0.2.1]", addr="user@example.org",
+        stage_cmd=STAGE_COMMANDS[stage],
+    )
+    return " ".join(text.split())
+
+
 def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
     """A synthetic finding: a seed phrasing with codes/stage typical of the category, in random boilerplate."""
     statuses, replies, stages, _ = SEEDS[category]
@@ -70,18 +83,32 @@ def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
     if status and reply and reply[0] != status[0]:
         reply = status[0] + reply[1:]
     stage = rng.choice(stages)
-    text = rng.choice(WRAPPERS).format(
-        reason=paraphrase(reason, rng, rate=0.3), status=status or "", reply=reply or "",
-        host="mx.example.net [192.0.2.1]", addr="user@example.org", stage_cmd=STAGE_COMMANDS[stage],
-    )
-    text = " ".join(text.split())
+    text = wrapped(paraphrase(reason, rng, rate=0.3), rng, status or "", reply or "", stage)
     return Finding(recipient="user@example.org", status=status, reply_code=reply or None, diagnostic=text,
                    stage=find_stage(text) or (stage if stage != "unknown" else None))
 
 
+def reply_bank(path: Path = REPLIES_PATH) -> list[tuple[str, str]]:
+    """(category, reply text) of every line of the reply bank."""
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return [(r["category"], r["text"]) for r in records]
+
+
+def reply_examples(rng: random.Random, path: Path = REPLIES_PATH) -> list[Example]:
+    """Each bank reply as a report would carry it, once in some boilerplate and once varied (reworded,
+    shuffled or without codes)."""
+    out = []
+    for category, text in reply_bank(path):
+        finding = finding_from_text("user@example.org", wrapped(text, rng))
+        out += [Example(finding, category, f"reply:{category}"),
+                Example(variant(finding, rng), category, f"reply:{category}")]
+    return out
+
+
 def augment(examples: list[Example], rng: random.Random, copies: int = 2, seeds_per_phrase: int = 8,
             with_seeds: bool = True) -> list[Example]:
-    """The examples, ``copies`` random variants of each, and the seed phrasings of every category."""
+    """The examples, ``copies`` random variants of each, the seed phrasings of every category and the reply
+    bank."""
     out = list(examples)
     for example in examples:
         out.extend(replace(example, finding=variant(example.finding, rng)) for _ in range(copies))
@@ -91,4 +118,5 @@ def augment(examples: list[Example], rng: random.Random, copies: int = 2, seeds_
             for reason in reasons:
                 out.extend(Example(seed_finding(category, reason, rng), category, f"seed:{category}")
                            for _ in range(seeds_per_phrase))
+        out += reply_examples(rng)
     return out
