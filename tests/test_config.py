@@ -26,6 +26,8 @@ def test_empty_file_gives_the_built_in_defaults():
     assert config.mta == "postfix"
     assert config.is_trusted("127.0.0.1") and config.is_trusted("::1") and not config.is_trusted("192.0.2.1")
     assert set(config.policy.values()) == {"accept"}
+    assert config.bounce.review_below == 0.5
+    assert config.events.store == "/var/lib/mailwarden/events.sqlite"
 
 
 def test_domain_overrides_inherit_the_global_policy():
@@ -76,3 +78,15 @@ def test_broken_file_is_refused_with_every_problem_named_by_key_and_line():
 def test_toml_syntax_error_names_the_line():
     with pytest.raises(ConfigError, match=r"line 2"):
         parse('socket = "unix:/x"\nauthserv_id = \n')
+
+
+def test_review_threshold_and_store_are_read_and_checked():
+    config = parse('[bounce]\nreview_below = 0.35\n[events]\nstore = ""\n')
+    assert (config.bounce.review_below, config.events.store) == (0.35, "")
+    with pytest.raises(ConfigError) as info:
+        parse('[bounce]\nreview_below = 1.5\n[events]\nstore = "events.sqlite"\nretention = 3\n')
+    problems = sorted(info.value.problems)
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("line 2: bounce.review_below: 1.5 is out of range [0, 1]")
+    assert problems[1].startswith("line 4: events.store: 'events.sqlite' is not an absolute path")
+    assert problems[2].startswith("line 5: events.retention: unknown key")

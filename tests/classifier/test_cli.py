@@ -96,3 +96,61 @@ def test_train_rejects_examples_without_category(tmp_path, capsys):
     examples.write_text('{"text": "something"}\n')
     assert run(["train", "--examples", str(examples), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "category" in capsys.readouterr().err
+
+
+def review_line(text: str, category: str, **stated) -> str:
+    """A line of `mailwarden bounces review --json` as the administrator hands it back."""
+    fields = {"status": None, "reply_code": None, "stage": None, "remote_mta": None, **stated}
+    return json.dumps({"id": 1, "time": "2026-01-02T03:04:05+00:00", "queue_id": "4ABC", "text": text, **fields,
+                       "guess": "policy-related", "confidence": 0.3, "model": "0123456789ab", "seen": 1,
+                       "category": category}) + "\n"  # fmt: skip
+
+
+def test_review_lines_are_learnt_as_stated_and_unlabelled_ones_are_skipped(tmp_path):
+    from mailwarden.classifier.corpus import jsonl_examples
+
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(review_line("550 5.1.1 <address@redacted.invalid>: glacier", "inactive-mailbox",
+                                    status="5.2.1", stage="rcpt")  # fmt: skip
+                        + review_line("not looked at yet", ""))
+    (example,) = jsonl_examples(labelled)
+    assert example.category == "inactive-mailbox"
+    # Stated fields win over the text's own codes, a stated null included: what the milter read is learnt.
+    assert (example.finding.status, example.finding.reply_code, example.finding.stage) == ("5.2.1", None, "rcpt")
+    assert example.finding.diagnostic == "550 5.1.1 <address@redacted.invalid>: glacier"
+    labelled.write_text(review_line("x", "bad-mailbox") + review_line("y", "bad-mailbox", status="5.1"))
+    with pytest.raises(ValueError, match=r"labelled.jsonl:2: status '5.1' is not valid"):
+        list(jsonl_examples(labelled))
+
+
+def test_train_builds_on_a_model_it_wrote_earlier(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from mailwarden.classifier import BounceClassifier
+    from mailwarden.classifier.train import examples_path, load_base
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text(review_line("mailbox is hibernating in the glacier archive", "inactive-mailbox"))
+    second.write_text(review_line("the moon is in the wrong phase, come back at full moon", "lunar-pause",
+                                  type="transient"))  # fmt: skip
+    one, two = tmp_path / "one.onnx", tmp_path / "two.onnx"
+    assert run(["train", "--base", "default", "--add", str(first), "--out", str(one)]) == 0
+    assert (tmp_path / "one.onnx.examples.json").exists()
+    assert run(["train", "--base", str(one), "--add", str(second), "--out", str(two)]) == 0
+    assert "1 examples from" in capsys.readouterr().err
+    model = BounceClassifier.load(two)
+    glacier = model.classify_text("mailbox is hibernating in the glacier archive")
+    moon = model.classify_text("the moon is in the wrong phase, come back at full moon")
+    assert (glacier.category, moon.category) == ("inactive-mailbox", "lunar-pause")  # the first lesson is kept
+    assert model._model.types["lunar-pause"] == "transient"
+    learnt = load_base(examples_path(two))  # what `--base two.onnx` learns again: both lessons, with the type
+    assert [(e.category, e.type) for e in learnt[-2:]] == [("inactive-mailbox", None), ("lunar-pause", "transient")]
+
+
+def test_train_on_a_base_that_train_did_not_write_fails_clearly(tmp_path, capsys):
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text('{"text": "mailbox full", "category": "quota-issues"}\n')
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(b"onnx")
+    assert run(["train", "--base", str(foreign), "--add", str(examples), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "foreign.onnx.examples.json" in err and "written by `mailwarden train`" in err
