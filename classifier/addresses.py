@@ -57,6 +57,18 @@ def bare_address(value: str) -> str:
     return value.strip()
 
 
+def canonical(address: str) -> str:
+    """The mailbox an address names, for comparing: lower-cased, a quoted local part unquoted.
+
+    '"neko....nyaan...."@example.org' and 'neko....nyaan....@example.org' are one mailbox (Postfix writes the
+    first in Final-Recipient and the second in Original-Recipient).
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        local = local[1:-1]
+    return f"{local}{at}{domain}".lower()
+
+
 def local_part(address: str) -> str:
     """The lower-cased local part of a bare address, without quotes ('"Postmaster"@x' -> 'postmaster')."""
     return address.rpartition("@")[0 if "@" in address else 2].strip('"').lower()

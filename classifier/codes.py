@@ -18,9 +18,12 @@ REPLY_CODE_RE = re.compile(r"([245](?<![\w.][245])[0-5]\d)(?![\w.]|(?<=:\d{3}):)
 
 
 def find_status(text: str) -> str | None:
-    """The first enhanced status code in the text."""
-    match = STATUS_RE.search(text)
-    return ".".join(match.groups()) if match else None
+    """The first failure or delay code (4.x.x/5.x.x) in the text, else the first success code.
+
+    A transcript states the successes before the failure ("250 2.1.5 Ok ... 451 4.3.0 queue file write error").
+    """
+    codes = STATUS_RE.findall(text)
+    return ".".join(next((c for c in codes if c[0] in "45"), codes[0] if codes else ())) or None
 
 
 def find_reply_code(text: str) -> str | None:

@@ -7,15 +7,18 @@ rejection after DATA), so the SMTP stage, reply code and status code are pulled 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 
-from .addresses import ADDRESS_RE, BOUNCE_SENDER_LOCALPARTS, find_addresses, first_address, is_robot
+from .addresses import ADDRESS_RE, find_addresses, first_address, is_bounce_sender, is_robot
 from .codes import find_reply_code, find_status
 from .parts import (
+    FIELD_RE,
     STATUS_TYPES,
     Message,
     Parsed,
     at_word_start,
+    attached_report,
     cut_original,
     decode_bytes,
     header,
@@ -24,8 +27,6 @@ from .parts import (
     split_message,
 )
 
-# detect.py's name for the bounce senders, until detect.py imports them from addresses.py.
-BOUNCER_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS
 # Matched against lower-cased text (see parts.lowered: Python's re is ~5x slower with IGNORECASE).
 STAGE_PATTERNS = (
     ("rcpt", re.compile(at_word_start(r"rcpt\b", "recipient address rejected"))),
@@ -42,6 +43,14 @@ INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-
 # expanded from, not recipients.
 NOT_RECIPIENT_LINE_RE = re.compile(
     r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support|^\s*\(generated from ")
+# An address that is the argument of "MAIL FROM:" (in a transcript, or an Exim "after MAIL FROM:<...>" line) is
+# the sender of the original, never a failed recipient; matched against the text just before the address.
+SENDER_ARGUMENT_RE = re.compile(r"(?i)from:\s*<?$")
+# A Diagnostic-Code without a single letter states no reason: "X-Unix; 255" is a local program's exit status,
+# "smtp;" is empty. The human-readable part then says what happened.
+LETTER_RE = re.compile(r"[^\W\d_]")
+# A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
+FIELD_ADDRESS_RE = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 # Sendmail transcript lines: what was sent (">>> RCPT To:<...>", which names the stage) and the remote's reply.
 TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
 MAX_DIAGNOSTIC = 1000
@@ -77,8 +86,14 @@ def find_stage(text: str) -> str | None:
 
 
 def preferred_status(stated: str | None, in_text: str | None) -> str | None:
-    """The diagnostic's own code when it has one (it is the remote's word), else the Status field."""
-    return in_text or stated
+    """The diagnostic's own code when it has one (it is the remote's word), else the Status field.
+
+    A generic X.0.0 in the text does not replace a specific Status field: Sendmail's transcript ends in
+    "550 5.0.0 ... Insufficient permission" while its Status field says 5.3.0.
+    """
+    if in_text and not (stated and in_text.endswith(".0.0") and not stated.endswith(".0.0")):
+        return in_text
+    return stated
 
 
 def compact(text: str, limit: int = MAX_DIAGNOSTIC) -> str:
@@ -90,12 +105,6 @@ def strip_type(value: str) -> str:
     """'rfc822; user@x' -> 'user@x' (the address/diagnostic type prefix of RFC 3464 fields)."""
     head, sep, tail = value.partition(";")
     return tail.strip() if sep and " " not in head.strip() else value.strip()
-
-
-def clean_address(value: str) -> str:
-    """An address without type prefix, angle brackets or surrounding junk."""
-    value = strip_type(value)
-    return first_address(value) or value.strip("<> \t")
 
 
 def status_blocks(part: Message) -> list[Message]:
@@ -134,12 +143,39 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
         inline = INLINE_STATUS_RE.search(body)
         text = cut_original(body[inline.start():]) if inline else ""
         blocks = [g for b in blocks_from_text(text) for g in split_groups(b)]
-    findings: list[Finding] = []
-    for block in blocks[: MAX_RECIPIENTS * 2]:
-        rcpt = header(block, "Final-Recipient") or header(block, "Original-Recipient")
-        if rcpt:
-            findings.append(_finding_from_block(block, clean_address(rcpt), body))
-    return findings
+    blocks = [b for b in blocks[: MAX_RECIPIENTS * 2]
+              if header(b, "Final-Recipient") or header(b, "Original-Recipient")]
+    recipients = recipients_of(blocks)
+    if None in recipients:  # "Final-Recipient: rfc822; @mx.example.org": the text names the address
+        named = iter(a for a in body_addresses(parsed) if a not in recipients)
+        recipients = [r or next(named, "") for r in recipients]
+    return [_finding_from_block(block, rcpt, body) for block, rcpt in zip(blocks, recipients, strict=True)]
+
+
+def recipients_of(blocks: list[Message]) -> list[str | None]:
+    """Per field group, the address the sender wrote (Original-Recipient), else the one delivery ended at.
+
+    An alias or forward makes them differ ("<r@host> (expanded from <kijitora@example.org>)"); the sender
+    knows, and can stop using, only the first. An Original-Recipient shared by several groups is a list that
+    expanded, though: the failure is one member's, so the member (Final-Recipient) is reported, never the list.
+    """
+    originals = [field_address(block, "Original-Recipient") for block in blocks]
+    counts = Counter(original.lower() for original in originals if original)
+    return [original if original and counts[original.lower()] == 1
+            else field_address(block, "Final-Recipient") or original
+            for block, original in zip(blocks, originals, strict=True)]
+
+
+def field_address(block: Message, name: str) -> str | None:
+    """The address of an Original-/Final-Recipient field as written, if it holds one.
+
+    A field holds a single addr-spec, so anything shaped local@domain counts ("a@b.c", a quoted local part,
+    an encoded word); other values ("@mx.example.org", a source route) count only for an address inside.
+    """
+    value = strip_type(header(block, name, encoded_words=False)).strip("<> \t")
+    if FIELD_ADDRESS_RE.fullmatch(value):
+        return value
+    return first_address(value)
 
 
 def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
@@ -147,14 +183,16 @@ def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
     context = recipient_block(body, rcpt) if rcpt else ""
     if not diagnostic:
         diagnostic = context or body
-    status = preferred_status(find_status(header(block, "Status")), find_status(diagnostic))
+    # The codes come from the text that states the reason: an exit status ("X-Unix; 255") states none.
+    reason = diagnostic if LETTER_RE.search(diagnostic) else context or body
+    status = preferred_status(find_status(header(block, "Status")), find_status(reason))
     remote = strip_type(header(block, "Remote-MTA")) or None
     return Finding(
         recipient=rcpt,
         action=(header(block, "Action").split() or [None])[0],
         status=status,
         remote_mta=remote,
-        reply_code=find_reply_code(diagnostic),
+        reply_code=find_reply_code(reason),
         diagnostic=compact(diagnostic),
         stage=find_stage(diagnostic + "\n" + context),
     )
@@ -208,8 +246,12 @@ def own_addresses(msg: Message) -> set[str]:
     return found
 
 
-def from_body(parsed: Parsed) -> list[Finding]:
-    """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
+def body_addresses(parsed: Parsed) -> list[str]:
+    """The failed recipients the report text names, in order of mention (X-Failed-Recipients first).
+
+    Left out: the bounce's own addresses, robot mailboxes, message-ids, senders (MAIL FROM arguments) and
+    addresses on contact / message-id / alias lines.
+    """
     text = parsed.report_text
     skip = own_addresses(parsed.msg)
     addresses = find_addresses(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
@@ -217,15 +259,22 @@ def from_body(parsed: Parsed) -> list[Finding]:
     for line in text.splitlines():
         if "@" not in line or NOT_RECIPIENT_LINE_RE.search(line):
             continue
-        for address in find_addresses(line):
+        for match in ADDRESS_RE.finditer(line):
+            if SENDER_ARGUMENT_RE.search(line, max(0, match.start() - 8), match.start()):
+                continue
+            address = match.group(0)
             low = address.lower()
             if low in skip or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
                 continue
             seen.add(low)
             addresses.append(address)
-    originals = {a.lower() for a in original_recipients(parsed)}
-    if originals & {a.lower() for a in addresses}:
-        addresses = [a for a in addresses if a.lower() in originals]
+    return addresses
+
+
+def from_body(parsed: Parsed) -> list[Finding]:
+    """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
+    text = parsed.report_text
+    addresses = body_addresses(parsed)
     if not addresses:
         return [finding_from_text(next(iter(original_recipients(parsed)), ""), text)]
     preamble = text[: text.lower().find(addresses[0].lower())]
@@ -267,17 +316,22 @@ def original_recipients(parsed: Parsed) -> list[str]:
                 sources.append(split_message(inner)[0])
     span = parsed.original
     if span:
+        # The quoted headers start on the announcement's line ("--- Original message ---  To: ...") or below it.
         quoted = body[span[1]:].lstrip("-= \t\r\n")
-        sources.append(split_message(quoted[quoted.find("\n") + 1:] if ":" not in quoted[:40] else quoted)[0])
-    return [a for source in sources for name in ("To", "Cc") for a in find_addresses(header(source, name))]
+        headers = quoted if FIELD_RE.match(quoted) else quoted.partition("\n")[2].lstrip("\r\n")
+        sources.append(split_message(headers)[0])
+    # A returned bounce (from MAILER-DAEMON) is addressed to the original sender, not to a failed recipient.
+    return [a for source in sources if not is_bounce_sender(header(source, "From"))
+            for name in ("To", "Cc") for a in find_addresses(header(source, name))]
 
 
 def extract(parsed: Parsed) -> list[Finding]:
     """All recipients the bounce reports on, in order of appearance (delivery-status wins over body text)."""
     findings = from_delivery_status(parsed)
-    if findings:
-        return _dedupe(findings)
-    return from_body(parsed)
+    if not findings:
+        forwarded = attached_report(parsed)
+        findings = from_delivery_status(forwarded) if forwarded else []
+    return _dedupe(findings) if findings else from_body(parsed)
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

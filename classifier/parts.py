@@ -57,7 +57,7 @@ ORIGINAL_LINE_RE = re.compile(
 # Both are matched against lower-cased text.
 ORIGINAL_PHRASE_RE = re.compile(at_word_start(
     "copy of (?:the|your) (?:original )?message", "original message (?:follows|headers?)",
-    "message (?:text )?follows", "headers of the original", "text of your message"))
+    "message (?:text )?follows", "headers? of the original", "text of your message"))
 # Lines that are a header field or its continuation (the stdlib feed parser's own test; a "From " line is an
 # mbox envelope) ...
 HEADER_BLOCK_RE = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*(?:\n|\Z))*")
@@ -129,9 +129,27 @@ def cut_original(text: str) -> str:
 
 def parse(raw: bytes) -> Parsed:
     """Parse the message and compute what every later step reads (content types are costly to recompute)."""
-    msg = parse_message(raw)
+    return _parsed(parse_message(raw))
+
+
+def _parsed(msg: Message) -> Parsed:
     parts = tuple(walk_outer(msg))
     return Parsed(msg, parts, human_text(parts))
+
+
+def attached_report(parsed: Parsed) -> Parsed | None:
+    """The first attached message that is itself a delivery report (multipart/report), parsed as one.
+
+    Gateways and list managers forward a bounce as an attachment under a text of their own; the report is
+    then inside, and the attached message's To is the original sender, not the failed recipient. Only the
+    header block of each attachment is read unless it declares a report.
+    """
+    for part in parsed.of_type("message/rfc822"):
+        inner = part.get_payload()
+        if part is not parsed.msg and isinstance(inner, str) and \
+                content_type(split_message(inner)[0]) == "multipart/report":
+            return _parsed(_parse_text(inner, 1))
+    return None
 
 
 def parse_message(raw: bytes) -> Message:
@@ -223,8 +241,11 @@ def _split_multipart(body: str, boundary: str | None) -> list[str] | None:
     return parts
 
 
-def header(msg: Message, name: str) -> str:
-    """A header as plain text, with RFC 2047 words decoded and folding removed; '' when absent or broken."""
+def header(msg: Message, name: str, encoded_words: bool = True) -> str:
+    """A header as plain text, with RFC 2047 words decoded and folding removed; '' when absent or broken.
+
+    ``encoded_words=False`` keeps "=?utf-8?B?...?=" as written: in an address it is part of the address.
+    """
     wanted, size = name.lower(), len(name)  # the length test spares a lower() of each of 80+ provider fields
     value = next((str(v) for k, v in msg.raw_items() if len(k) == size and k.lower() == wanted), None)
     if value is None:
@@ -232,7 +253,7 @@ def header(msg: Message, name: str) -> str:
     if RAW_HEADER_RE.search(value):  # raw 8-bit or ISO-2022-JP bytes, sent without RFC 2047 encoding
         with contextlib.suppress(UnicodeError):
             value = decode_bytes(value.encode("ascii", "surrogateescape"), None)
-    if "=?" not in value:  # no RFC 2047 encoded word: nothing to decode
+    if "=?" not in value or not encoded_words:  # no RFC 2047 encoded word: nothing to decode
         return " ".join(value.split())
     try:
         decoded = email.header.make_header(email.header.decode_header(value))

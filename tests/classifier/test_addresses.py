@@ -8,6 +8,7 @@ import pytest
 
 from mailwarden.classifier.addresses import (
     bare_address,
+    canonical,
     find_addresses,
     is_bounce_sender,
     is_robot,
@@ -89,3 +90,8 @@ def test_redact_scans_long_hostile_runs_in_linear_time():
     started = time.perf_counter()
     assert redact("a" * 200_000 + "@" + "b" * 200_000).count("@") == 1
     assert time.perf_counter() - started < 1.0
+
+
+def test_canonical_form_makes_one_mailbox_compare_equal():
+    assert canonical('"Neko....Nyaan...."@Example.org') == canonical("neko....nyaan....@example.org")
+    assert canonical("a@example.org") != canonical("b@example.org")

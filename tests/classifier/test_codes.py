@@ -27,6 +27,8 @@ def test_reply_code_is_a_three_digit_word(text, code):
     ("Status: 4.4.7 (delivery expired)", "4.4.7"),
     ("smtp; 554 5.3.0 unknown mailer error 255", "5.3.0"),
     ("client 192.5.1.1 refused; version 2.5.10.1", None),
+    ("250 2.1.5 Ok, 354 go ahead, 451 4.3.0 queue file write error", "4.3.0"),  # a failure wins over a success
+    ("Status: 2.0.0 (delivered)", "2.0.0"),
 ])
 def test_status_is_a_dotted_triple_standing_alone(text, status):
     assert find_status(text) == status

@@ -1,0 +1,123 @@
+"""extract.py: which address, codes and text each failed recipient gets, one bounce format at a time.
+
+The messages are written for these tests (general formats, not copies of corpus messages).
+"""
+
+from __future__ import annotations
+
+from mailwarden.classifier.report import reported_findings
+
+HEAD = ("Return-Path: <>\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n"
+        "To: sender@example.org\nSubject: Returned mail: see transcript for details\nMIME-Version: 1.0\n")
+
+
+def _report(text: str, *groups: str, attached: str = "To: someone@example.com\nSubject: hi\n\nhello\n") -> str:
+    """A multipart/report: the human-readable text, a delivery-status part of the given field groups, and the
+    returned message."""
+    status = "\n".join(["Reporting-MTA: dns; mx.example.net\n", *groups])
+    return (HEAD + 'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
+            f"--r\nContent-Type: text/plain\n\n{text}\n--r\nContent-Type: message/delivery-status\n\n{status}\n"
+            f"--r\nContent-Type: message/rfc822\n\n{attached}\n--r--\n")
+
+
+def _findings(raw: str | bytes):
+    kind, findings = reported_findings(raw.encode() if isinstance(raw, str) else raw)
+    return kind, [(f.recipient, f.status, f.reply_code) for f in findings]
+
+
+def test_forwarded_bounce_is_read_from_its_attached_report_not_from_the_attachments_to():
+    """A gateway wraps the real bounce as an attachment: the recipient is in the inner delivery-status part,
+    and the inner bounce's To is the original sender, who must never be reported as failed."""
+    inner = _report("The following addresses had permanent fatal errors\n",
+                    "Final-Recipient: rfc822; rcpt@example.com\nAction: failed\nStatus: 5.1.1\n"
+                    "Diagnostic-Code: smtp; 550 5.1.1 User unknown\n").replace("To: sender@example.org",
+                                                                                "To: original-sender@example.org")
+    raw = (HEAD + 'Content-Type: multipart/mixed; boundary="outer"\n\n--outer\nContent-Type: text/plain\n\n'
+           "The following addresses had permanent delivery errors\n\n"
+           f"--outer\nContent-Type: message/rfc822\n\n{inner}\n--outer--\n")
+    assert _findings(raw) == ("failure", [("rcpt@example.com", "5.1.1", "550")])
+
+
+def test_attached_bounce_without_report_part_never_makes_its_to_the_recipient(make_bounce):
+    attached = ("From: MAILER-DAEMON@relay.example.net\nTo: original-sender@example.org\n"
+                "Subject: Undeliverable\n\nDelivery failed.\n")
+    raw = make_bounce("--- Original message follows ---\n", content_type='multipart/mixed; boundary="m"')
+    raw = raw.replace(b"--- Original message follows ---\n", (
+        "--m\nContent-Type: text/plain\n\nYour message could not be delivered: 550 5.1.1 user unknown\n"
+        f"--m\nContent-Type: message/rfc822\n\n{attached}--m--\n").encode())
+    _, findings = _findings(raw)
+    assert "original-sender@example.org" not in [address for address, _, _ in findings]
+
+
+def test_exit_status_diagnostic_takes_its_codes_from_the_text_and_keeps_its_own_words():
+    """'X-Unix; 255' is a local program's exit status: the transcript says what the remote MTA would have."""
+    raw = _report("   ----- The following addresses had permanent fatal errors -----\n\"|/usr/bin/filter\"\n"
+                  "    (reason: 255)\n    (expanded from: <rcpt@example.com>)\n\n"
+                  "   ----- Transcript of session follows -----\n554 5.3.0 unknown mailer error 255\n",
+                  "Final-Recipient: RFC822; rcpt@example.com\nAction: failed\nStatus: 5.0.0\n"
+                  "Diagnostic-Code: X-Unix; 255\n")
+    kind, findings = reported_findings(raw.encode())
+    assert [(f.status, f.reply_code, f.diagnostic) for f in findings] == [("5.3.0", "554", "255")]
+
+
+def test_generic_code_in_the_text_does_not_replace_a_specific_status_field():
+    raw = _report("<rcpt@example.com>\n    (reason: Insufficient permission)\n\n"
+                  "550 5.0.0 <rcpt@example.com>... Insufficient permission\n",
+                  "Final-Recipient: RFC822; rcpt@example.com\nAction: failed\nStatus: 5.3.0\n"
+                  "Diagnostic-Code: X-Unix; 77\n")
+    assert _findings(raw)[1] == [("rcpt@example.com", "5.3.0", "550")]
+
+
+def test_mail_from_argument_in_a_transcript_is_the_sender_not_a_recipient(make_bounce):
+    raw = make_bounce("Transcript of session follows.\n\n Out: 220 mx.example.com ESMTP\n In:  MAIL\n"
+                      "     FROM:<list-bounces+x=example.org@lists.example.net> SIZE=2000\n Out: 250 2.1.0 Ok\n"
+                      " In:  RCPT TO:<rcpt@example.com>\n Out: 250 2.1.5 Ok\n In:  DATA\n"
+                      " Out: 354 End data with <CR><LF>.<CR><LF>\n Out: 451 4.3.0 Error: queue file write error\n")
+    assert _findings(raw)[1] == [("rcpt@example.com", "4.3.0", "451")]
+
+
+def test_quoted_original_headers_below_the_announcement_name_the_recipient(make_bounce):
+    raw = make_bounce("   ----- Transcript of session follows -----\n"
+                      "421 example.com (smtp)... Deferred: Connection timed out during user open\n\n"
+                      "   ----- Unsent message follows -----\nReceived: by mx.example.net; id 1;\n"
+                      "    Thu, 29 Apr 1995 23:34:45 +0900\nFrom: sender@example.org\nTo: rcpt@example.com\n"
+                      "Subject: hi\n\nhello\n")
+    assert _findings(raw)[1] == [("rcpt@example.com", None, "421")]
+
+
+def test_alias_is_reported_by_the_address_the_sender_wrote():
+    raw = _report("<mbox@host.example.net> (expanded from <alias@example.com>): user unknown\n",
+                  "Final-Recipient: rfc822; mbox@host.example.net\nOriginal-Recipient: rfc822;alias@example.com\n"
+                  "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: x-unix; user unknown\n")
+    assert _findings(raw)[1] == [("alias@example.com", "5.1.1", None)]
+
+
+def test_list_expanded_to_several_members_is_reported_by_member_never_by_list():
+    member = ("Final-Recipient: rfc822; {0}@example.net\nOriginal-Recipient: rfc822;list@example.com\n"
+              "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 {0}: user unknown\n")
+    raw = _report("Delivery to the following recipients failed.\n", member.format("ann"), member.format("bob"))
+    assert [address for address, _, _ in _findings(raw)[1]] == ["ann@example.net", "bob@example.net"]
+
+
+def test_recipient_field_is_taken_as_written():
+    """A delivery-status field holds one address: a one-letter top-level domain, a quoted local part and an
+    encoded word (which RFC 2047 does not allow in an address, so it is part of it) stay as they are."""
+    group = "Final-Recipient: rfc822; {}\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 unknown\n"
+    written = ["a@b.c", '"dots..here"@example.org', "=?utf-8?B?8J+QiA==?=@example.org"]
+    raw = _report("Delivery failed.\n", *(group.format(address) for address in written))
+    assert [address for address, _, _ in _findings(raw)[1]] == written
+
+
+def test_recipient_field_without_an_address_takes_the_one_the_text_names():
+    raw = _report("   ----- The following addresses had permanent fatal errors -----\n<rcpt@example.org>\n"
+                  "    (reason: 550 Host unknown)\n",
+                  "Final-Recipient: RFC822; @mx.example.org\nAction: failed\nStatus: 5.1.2\n")
+    assert _findings(raw)[1] == [("rcpt@example.org", "5.1.2", "550")]
+
+
+def test_addresses_in_the_returned_headers_after_the_announcement_are_not_recipients(make_bounce):
+    raw = make_bounce("The following address(es) failed:\n\nrcpt@example.com:\n"
+                      "SMTP error from remote server for TEXT command: 550 5.2.0 Mail rejected.\n\n"
+                      "--- The header of the original message is following. ---\n\n"
+                      "From: <sender@example.org>\nTo: rcpt@example.com\nReply-To: <other@example.net>\n")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["rcpt@example.com"]
