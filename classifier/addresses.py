@@ -23,6 +23,8 @@ REDACTED = "address@redacted.invalid"
 _OTHER_ADDRESS_RE = re.compile(r"[^\s<>@()\[\],;:]{1,64}@(?:\[[^\]\s]{1,64}\]|[^\s<>@,;:()\[\]\"']{1,253})")
 # Mailboxes that send delivery reports: a From or envelope sender naming one is a sign of a bounce.
 BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"})
+# Suffixes of a mailing list's administrative addresses ("announce-bounces@...").
+LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request"})
 # Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
 ROBOT_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS | {"noreply", "no-reply"}
 
@@ -83,6 +85,23 @@ def is_bounce_sender(value: str) -> bool:
     if "mailer-daemon" in value.lower():
         return True
     return any(local_part(a) in BOUNCE_SENDER_LOCALPARTS for a in find_addresses(value) or [bare_address(value)])
+
+
+def list_address(address: str) -> str | None:
+    """The posting address of the mailing list whose administrative address this is, if it is one.
+
+    'announce-bounces@lists.example.org', 'announce-bounces+a=b.example@...' (VERP), 'announce-admin@...',
+    'announce-owner@...' and 'owner-announce@...' -> 'announce@lists.example.org'. A bounce sent to one of them
+    is about a member; the list's own address, on the returned post, is not the failed recipient.
+    """
+    local, at, domain = address.rpartition("@")
+    local = local.split("+")[0].lower()
+    if not at or not local:
+        return None
+    if local.startswith("owner-") and len(local) > 6:
+        return f"{local[6:]}@{domain}".lower()
+    name, dash, role = local.rpartition("-")
+    return f"{name}@{domain}".lower() if dash and name and role in LIST_ROLES else None
 
 
 def is_robot(address: str) -> bool:

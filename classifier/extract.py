@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .addresses import ADDRESS_RE, find_addresses, first_address, is_bounce_sender, is_robot
+from .addresses import ADDRESS_RE, find_addresses, first_address, is_bounce_sender, is_robot, list_address
 from .codes import find_reply_code, find_status
 from .parts import (
     FIELD_RE,
@@ -41,8 +41,11 @@ MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
 # Lines where addresses are message identifiers, contact hints or (Exim) the alias a failed address was
 # expanded from, not recipients.
-NOT_RECIPIENT_LINE_RE = re.compile(
-    r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support|^\s*\(generated from ")
+NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support")
+# Lines whose addresses count only when the text names no other: Exim's note under a failed address that an
+# alias expanded to ("(generated from alias@example.org)": the alias stands for an undisclosed address), and
+# the original's To/Cc quoted in the report ("  To:  list@example.org", cross-posted lists among them).
+FALLBACK_LINE_RE = re.compile(r"(?i)\s*(?:\(generated from |to:|cc:)")
 # An address that is the argument of "MAIL FROM:" (in a transcript, or an Exim "after MAIL FROM:<...>" line) is
 # the sender of the original, never a failed recipient; matched against the text just before the address.
 SENDER_ARGUMENT_RE = re.compile(r"(?i)from:\s*<?$")
@@ -239,25 +242,36 @@ def transcript_before(text: str, start: int) -> list[str]:
 
 
 def own_addresses(msg: Message) -> set[str]:
-    """Addresses of the bounce's own envelope/headers: the sender of the original and the reporting robot."""
+    """Addresses of the bounce's own envelope/headers: the sender of the original and the reporting robot.
+
+    When the bounce goes to a mailing list's bounce address, the list's own address (the To of the returned
+    post) is one of them: the failure is a member's.
+    """
     found = set()
     for name in ("From", "To", "Cc", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
         found.update(a.lower() for a in find_addresses(header(msg, name)))
-    return found
+    return found | {posting for a in found if (posting := list_address(a))}
 
 
 def body_addresses(parsed: Parsed) -> list[str]:
     """The failed recipients the report text names, in order of mention (X-Failed-Recipients first).
 
-    Left out: the bounce's own addresses, robot mailboxes, message-ids, senders (MAIL FROM arguments) and
-    addresses on contact / message-id / alias lines.
+    Left out: the bounce's own addresses, robot mailboxes, message-ids, senders (MAIL FROM arguments),
+    addresses on contact / message-id lines, and those on alias notes and quoted To/Cc lines unless the text
+    names no other address.
     """
     text = parsed.report_text
     skip = own_addresses(parsed.msg)
     addresses = find_addresses(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
     seen = {a.lower() for a in addresses}
+    fallback: list[str] = []
     for line in text.splitlines():
-        if "@" not in line or NOT_RECIPIENT_LINE_RE.search(line):
+        if "@" not in line:
+            continue
+        if FALLBACK_LINE_RE.match(line):
+            fallback += find_addresses(line)
+            continue
+        if NOT_RECIPIENT_LINE_RE.search(line):
             continue
         for match in ADDRESS_RE.finditer(line):
             if SENDER_ARGUMENT_RE.search(line, max(0, match.start() - 8), match.start()):
@@ -268,7 +282,7 @@ def body_addresses(parsed: Parsed) -> list[str]:
                 continue
             seen.add(low)
             addresses.append(address)
-    return addresses
+    return addresses or list(dict.fromkeys(a for a in fallback if a.lower() not in skip))[:MAX_RECIPIENTS]
 
 
 def from_body(parsed: Parsed) -> list[Finding]:
@@ -320,9 +334,11 @@ def original_recipients(parsed: Parsed) -> list[str]:
         quoted = body[span[1]:].lstrip("-= \t\r\n")
         headers = quoted if FIELD_RE.match(quoted) else quoted.partition("\n")[2].lstrip("\r\n")
         sources.append(split_message(headers)[0])
-    # A returned bounce (from MAILER-DAEMON) is addressed to the original sender, not to a failed recipient.
+    # A returned bounce (from MAILER-DAEMON) is addressed to the original sender, and a returned list post to the
+    # list (see own_addresses): neither is a failed recipient.
+    own = own_addresses(parsed.msg)
     return [a for source in sources if not is_bounce_sender(header(source, "From"))
-            for name in ("To", "Cc") for a in find_addresses(header(source, name))]
+            for name in ("To", "Cc") for a in find_addresses(header(source, name)) if a.lower() not in own]
 
 
 def extract(parsed: Parsed) -> list[Finding]:

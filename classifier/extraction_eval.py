@@ -109,7 +109,7 @@ def _sender_side(recipient: dict) -> str | None:
     The product reports the first (extract.recipients_of): it is the address a sender can stop using.
     """
     original = recipient.get("original") or ""
-    return original if "@" in original else recipient.get("address")
+    return original if "@" in original else recipient.get("address") or None  # "": the message states none
 
 
 def reported_addresses(raw: bytes) -> list[str]:

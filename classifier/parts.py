@@ -54,9 +54,10 @@ ORIGINAL_LINE_RE = re.compile(
     r"|received: ?from "
     r")")
 # The same announcement anywhere in a line (kept separate from the anchored pattern: no backtracking '.*').
+# ("did NOT receive a copy of your message" names the recipients that follow, it announces no original.)
 # Both are matched against lower-cased text.
 ORIGINAL_PHRASE_RE = re.compile(at_word_start(
-    "copy of (?:the|your) (?:original )?message", "original message (?:follows|headers?)",
+    "copy(?<!receive a copy) of (?:the|your) (?:original )?message", "original message (?:follows|headers?)",
     "message (?:text )?follows", "headers? of the original", "text of your message"))
 # Lines that are a header field or its continuation (the stdlib feed parser's own test; a "From " line is an
 # mbox envelope) ...

@@ -12,6 +12,7 @@ from mailwarden.classifier.addresses import (
     find_addresses,
     is_bounce_sender,
     is_robot,
+    list_address,
     local_part,
     redact,
 )
@@ -95,3 +96,15 @@ def test_redact_scans_long_hostile_runs_in_linear_time():
 def test_canonical_form_makes_one_mailbox_compare_equal():
     assert canonical('"Neko....Nyaan...."@Example.org') == canonical("neko....nyaan....@example.org")
     assert canonical("a@example.org") != canonical("b@example.org")
+
+
+@pytest.mark.parametrize(("address", "posting"), [
+    ("announce-bounces@lists.example.org", "announce@lists.example.org"),
+    ("announce-bounces+member=example.com@lists.example.org", "announce@lists.example.org"),
+    ("Mailman-Users-Admin@python.org", "mailman-users@python.org"),
+    ("owner-neko@example.co.jp", "neko@example.co.jp"),
+    ("jane-doe@example.org", None),
+    ("bounces@example.org", None),
+])
+def test_list_address_is_named_from_its_administrative_addresses(address, posting):
+    assert list_address(address) == posting

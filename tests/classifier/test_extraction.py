@@ -121,3 +121,30 @@ def test_addresses_in_the_returned_headers_after_the_announcement_are_not_recipi
                       "--- The header of the original message is following. ---\n\n"
                       "From: <sender@example.org>\nTo: rcpt@example.com\nReply-To: <other@example.net>\n")
     assert [address for address, _, _ in _findings(raw)[1]] == ["rcpt@example.com"]
+
+
+def test_undisclosed_address_is_reported_by_the_alias_it_was_generated_from(make_bounce):
+    raw = make_bounce("A message that you sent could not be delivered to one or more of its\nrecipients. This is a "
+                      "permanent error. The following address(es) failed:\n\n  an undisclosed address\n"
+                      "    (generated from rcpt@example.com)\n")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["rcpt@example.com"]
+
+
+def test_recipients_listed_after_did_not_receive_a_copy_are_read(make_bounce):
+    raw = make_bounce("YOUR MESSAGE WAS NOT DELIVERED!\n\nThe following addresses did NOT receive a copy of your "
+                      "message:\n\n> rcpt@example.com\n\n--- Session Transcript ---\n RCPT To:<rcpt@example.com>\n"
+                      " 552 Message for <rcpt@example.com> would exceed mailbox quota\n")
+    assert _findings(raw)[1] == [("rcpt@example.com", None, "552")]
+
+
+def test_list_post_returned_to_the_list_bounce_address_never_reports_the_list(make_bounce):
+    """A member's server bounces a list post to the list's bounce address: the list's own address (To of the
+    post, and quoted in the report) is not the failed recipient; neither are lists the post was copied to."""
+    raw = make_bounce("Your message\n\n  To:      announce@lists.example.org\n  Cc:      other-list@lists.example.org\n"
+                      "  Subject: [Announce] release\n\ndid not reach the following recipient(s):\n\n"
+                      "member@example.com on Thu, 11 Jul 2002 16:54:54 -0300\n"
+                      "    The recipient name is not recognized\n")
+    raw = raw.replace(b"To: sender@example.org", b"To: announce-bounces@lists.example.org")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["member@example.com"]
+    unnamed = raw.replace(b"member@example.com on", b"a member on")
+    assert "announce@lists.example.org" not in [address for address, _, _ in _findings(unnamed)[1]]
