@@ -15,7 +15,8 @@ A message counts with the addresses the product reports for a failure or delay (
 against the failed recipients' addresses (none for a look-alike), compared as sets of mailboxes
 (addresses.canonical). Recall is over the expected addresses, precision over the reported ones (less those
 reported where the truth says the message states no address); "unstated" counts expected addresses the
-message never writes out (an AOL screen name, say), which no extraction finds.
+message never writes out (an AOL screen name, say), which no extraction finds; "undetect" those in messages
+the product does not take for a failure or delay (detection's misses, not extraction's).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Tally:
     reported: int = 0
     matched: int = 0
     unstated: int = 0
+    undetected: int = 0
     misses: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
@@ -62,6 +64,7 @@ class Tally:
         self.reported += other.reported
         self.matched += other.matched
         self.unstated += other.unstated
+        self.undetected += other.undetected
         self.misses += other.misses
 
     @property
@@ -112,17 +115,19 @@ def _sender_side(recipient: dict) -> str | None:
     return original if "@" in original else recipient.get("address") or None  # "": the message states none
 
 
-def reported_addresses(raw: bytes) -> list[str]:
-    """The addresses the product labels as failed recipients of a message (none unless it is a bounce)."""
+def reported_addresses(raw: bytes) -> list[str] | None:
+    """The addresses the product labels as failed recipients of a message; None when it is not detected as a
+    failure or delay (detection's miss, not extraction's)."""
     kind, findings = reported_findings(raw)
-    return [f.recipient for f in findings] if kind in BOUNCE_KINDS else []
+    return [f.recipient for f in findings] if kind in BOUNCE_KINDS else None
 
 
 def measure(truth: Truth) -> Tally:
     """The counts of one message, with a line saying what went wrong when it is not exactly right."""
     raw = truth.path.read_bytes()
     expected = {canonical(a) for a in truth.addresses if a}
-    reported = {canonical(a) for a in reported_addresses(raw) if a}  # a recipient without address is a miss
+    found = reported_addresses(raw)
+    reported = {canonical(a) for a in found or () if a}  # a recipient without address is a miss
     # Where the message states no address (null), whatever the product reports for it can be neither checked
     # nor counted against it.
     wrong = reported - expected
@@ -132,7 +137,7 @@ def measure(truth: Truth) -> Tally:
         f"{truth.id}: missed {sorted(expected - reported)}, wrong {sorted(wrong)}"
         + (f" ({unverifiable} not stated in the message)" if unverifiable else "")]
     return Tally(1, len(expected), len(reported) - unverifiable, len(expected & reported),
-                 sum(a.encode() not in lowered for a in expected), misses)
+                 sum(a.encode() not in lowered for a in expected), len(expected) if found is None else 0, misses)
 
 
 def grouped(measured: Iterable[tuple[Truth, Tally]], key: Callable[[Truth], str]) -> dict[str, Tally]:
@@ -153,12 +158,12 @@ def total(groups: dict[str, Tally]) -> Tally:
 
 def format_table(title: str, groups: dict[str, Tally], misses: bool = False) -> str:
     """One line per group and one for all of them (and, asked for, the messages that are not exactly right)."""
-    heads = ("msgs", "expect", "report", "match", "recall", "prec", "unstated")
+    heads = ("msgs", "expect", "report", "match", "recall", "prec", "unstated", "undetect")
     lines = [f"{title:<40}" + "".join(f"{head:>9}" for head in heads)]
     for name, group in [*sorted(groups.items()), ("all", total(groups))]:
         counts = (group.messages, group.expected, group.reported, group.matched)
         lines.append(f"  {name[:38]:<38}" + "".join(f"{n:>9}" for n in counts)
-                     + f"{group.recall:>9.3f}{group.precision:>9.3f}{group.unstated:>9}")
+                     + f"{group.recall:>9.3f}{group.precision:>9.3f}{group.unstated:>9}{group.undetected:>9}")
         if misses and name != "all":
             lines += [f"      {miss}" for miss in group.misses]
     return "\n".join(lines)
