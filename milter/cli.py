@@ -97,7 +97,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def review_json(item: ReviewItem) -> str:
     """One line of `bounces review --json`: the item with an empty "category" for the administrator to fill in."""
-    return json.dumps({**dataclasses.asdict(item), "category": ""}, ensure_ascii=False)
+    return json.dumps({"id": item.id, **dataclasses.asdict(item), "category": ""}, ensure_ascii=False)
 
 
 def review_text(item: ReviewItem) -> str:

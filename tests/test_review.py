@@ -110,6 +110,7 @@ def test_review_json_lists_one_object_per_line_oldest_first_with_an_empty_catego
     assert main(["bounces", "review", "--config", str(config_file), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["id"] for line in lines] == [1, 2]
+    assert next(iter(lines[0])) == "id"
     assert set(lines[0]) == {"id", "time", "queue_id", "text", "status", "reply_code", "stage", "remote_mta",
                              "guess", "confidence", "model", "seen", "category"}  # fmt: skip
     assert (lines[0]["category"], lines[0]["guess"], lines[1]["guess"]) == ("", "quota-issues", "bad-domain")

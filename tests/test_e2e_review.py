@@ -1,0 +1,119 @@
+"""The review loop through real Postfix and the real daemon: a bounce the model cannot place is delivered as
+`other` and kept with its addresses redacted; the administrator's label trains a new model; after SIGHUP the
+same bounce is delivered with the taught category. And a store that cannot be opened never stops mail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import smtplib
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mailwarden.classifier import BounceClassifier
+
+from .conftest import daemon_config
+from .postfix import Daemon, Postfix, make_base_dir, wait_for
+from .test_e2e_bounces import FIELD
+
+# A failure no bounce corpus words this way, with no status or reply code to lean on.
+REASON = "{rcpt} is orbiting Neptune with the zamboni quartet"
+RECIPIENT = "carol.smith@far.example"
+TAUGHT = "inactive-mailbox"
+
+
+def bounce(marker: str) -> bytes:
+    """A plain-text bounce (no delivery-status part, no codes) about RECIPIENT."""
+    return (
+        f"From: MAILER-DAEMON@relay.example\r\nTo: alice@example.org\r\nSubject: failure notice {marker}\r\n\r\n"
+        "Hi. This is the mail transport at relay.example. I could not deliver your message to the following "
+        f"address.\r\n\r\n<{RECIPIENT}>:\r\n{REASON.format(rcpt=RECIPIENT)}\r\n"
+    ).encode()
+
+
+def deliver_bounce(postfix: Postfix) -> dict[str, str]:
+    """Send the bounce with the null sender; the fields of its X-Mailwarden-Bounce as delivered."""
+    marker = f"mw-{uuid.uuid4().hex}"
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("", ["alice@example.org"], bounce(marker))
+    (value,) = postfix.delivered(marker).get_all("X-Mailwarden-Bounce")
+    match = FIELD.match(value)
+    assert match, value
+    return match.groupdict()
+
+
+def mailwarden(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "mailwarden.cli", *args], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture
+def stack(dns_server, request):
+    """Daemon (with `[events]` as the test asks) and Postfix on a unix socket, in a fresh directory."""
+    base = make_base_dir()
+    events = request.param.format(base=base)
+    daemon = Daemon(daemon_config(base, dns_server) + events, base).start()
+    postfix = Postfix(base, milter=f"unix:{base}/milter.sock").start()
+    yield base, daemon, postfix
+    postfix.stop()
+    daemon.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("stack", ['\n[events]\nstore = "{base}/events.sqlite"\n'], indirect=True)
+def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
+    base, daemon, postfix = stack
+    config = str(daemon.config)
+    shipped = BounceClassifier.load().model_id
+
+    before = deliver_bounce(postfix)
+    assert (before["rcpt"], before["category"], before["type"], before["model"]) == (
+        RECIPIENT, "other", "unknown", shipped)
+    assert float(before["confidence"]) < 0.5
+    store = base / "events.sqlite"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o640
+
+    (line,) = mailwarden("bounces", "review", "--config", config, "--json").stdout.splitlines()
+    item = json.loads(line)
+    redacted = "address@redacted.invalid"
+    assert item["text"] == f"<{redacted}>: " + REASON.format(rcpt=redacted)  # the recipient's block of text
+    assert (item["category"], item["model"], item["status"], item["reply_code"]) == ("", shipped, None, None)
+    assert item["guess"] and item["confidence"] == pytest.approx(float(before["confidence"]), abs=0.006)
+    assert item["queue_id"] and item["queue_id"] in postfix.log()  # the message it came from, by queue id
+    assert b"carol" not in b"".join(p.read_bytes() for p in base.glob("events.sqlite*"))
+
+    labelled = base / "labelled.jsonl"
+    labelled.write_text(json.dumps({**item, "category": TAUGHT}) + "\n")
+    model = base / "taught.onnx"
+    mailwarden("train", "--base", "default", "--add", str(labelled), "--out", str(model))
+    model_id = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    daemon.config.write_text(daemon.config.read_text() + f'\n[bounce]\nmodel = "{model}"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: f"bounce_model={model_id}" in daemon.log(), 30, "the reload with the taught model")
+
+    after = deliver_bounce(postfix)
+    assert (after["rcpt"], after["category"], after["model"]) == (RECIPIENT, TAUGHT, model_id)
+    assert after["type"] == BounceClassifier.load(model)._model.types[TAUGHT] != "unknown"
+
+    assert "1 reviewed bounce(s) forgotten" in mailwarden("bounces", "review", "--config", config,
+                                                          "--forget-labelled", str(labelled)).stdout
+    assert mailwarden("bounces", "review", "--config", config, "--json").stdout == ""  # placed: nothing new kept
+
+
+@pytest.mark.parametrize("stack", ['\n[events]\nstore = "{base}/no/such/dir/events.sqlite"\n'], indirect=True)
+def test_a_store_that_cannot_be_opened_never_stops_mail(stack):
+    base, daemon, postfix = stack
+    for _ in range(2):
+        assert deliver_bounce(postfix)["category"] == "other"
+    log = daemon.log()
+    assert log.count("store-unavailable") == 1 and "no/such/dir" in log
+    assert not Path(base, "no").exists()
