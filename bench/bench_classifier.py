@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from mailwarden.classifier import BounceClassifier, default_model_path
-from mailwarden.classifier.features import model_text
 from mailwarden.classifier.report import reported_findings
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "dsn-corpus" / "eml"
@@ -59,20 +58,20 @@ def main() -> int:
     started = time.perf_counter()
     classifier = BounceClassifier.load()
     load_ms = (time.perf_counter() - started) * 1e3
-    texts = [model_text(f) for raw in messages for f in reported_findings(raw)[1]]
+    findings = [f for raw in messages for f in reported_findings(raw)[1]]
     model = classifier._model
     for raw in messages[:20]:  # warm-up
         classifier.analyse(raw)
-    print(f"corpus: {len(messages)} messages, {len(texts)} recipient texts; model {classifier.model_id}, "
+    print(f"corpus: {len(messages)} messages, {len(findings)} recipients; model {classifier.model_id}, "
           f"{default_model_path().stat().st_size / 1024:.0f} KiB, loaded in {load_ms:.0f} ms")
     bounces = [raw for raw in messages if classifier.analyse(raw).bounce]
     print(line("parse+classify (all)", timed(classifier.analyse, messages, args.rounds)))
     print(line("parse+classify (DSNs only)", timed(classifier.analyse, bounces, args.rounds)))
     print(line("parse+extract only", timed(reported_findings, messages, args.rounds)))
-    print(line("classifier alone, per text", timed(lambda t: model.probabilities([t]), texts, args.rounds)))
-    batch = timed(lambda _: model.probabilities(texts), range(20), 1)[0]
-    print(f"classifier batched: {len(texts) * len(batch) / sum(batch):.0f} texts/s "
-          f"({sum(batch) / len(batch) / len(texts) * 1e6:.1f} µs per text)")
+    print(line("classifier alone, per recipient", timed(lambda f: model.predict([f]), findings, args.rounds)))
+    batch = timed(lambda _: model.predict(findings), range(20), 1)[0]
+    print(f"classifier batched: {len(findings) * len(batch) / sum(batch):.0f} recipients/s "
+          f"({sum(batch) / len(batch) / len(findings) * 1e6:.1f} µs per recipient)")
     print(f"load average during the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0

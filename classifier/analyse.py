@@ -13,7 +13,6 @@ from pathlib import Path
 from ..sanitise import LIMIT_NAME, clean
 from .envelope import EnvelopeFacts
 from .extract import Finding, compact, finding_from_text
-from .features import model_text
 from .model import MODEL_PATH, OnnxModel, Prediction
 from .report import reported_findings
 from .taxonomy import NOT_A_BOUNCE
@@ -69,11 +68,11 @@ class BounceClassifier:
 
     def classify_text(self, text: str) -> Prediction:
         """Classify a bare diagnostic text (status and reply code are read from it), e.g. one quoted in a log."""
-        return self._model.predict([model_text(finding_from_text("", text))])[0]
+        return self._model.predict([finding_from_text("", text)])[0]
 
     def classify_findings(self, findings: list[Finding]) -> list[Prediction]:
         """Classify extracted findings directly (evaluation of perturbed findings)."""
-        return self._model.predict([model_text(f) for f in findings])
+        return self._model.predict(findings)
 
     def _verdict(self, f: Finding, p: Prediction) -> RecipientVerdict:
         return RecipientVerdict(

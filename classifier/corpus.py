@@ -57,9 +57,12 @@ def family_of(root: Path, label: dict) -> str:
 
 
 def corpus_examples(root: Path, part: str | None = None, corrected: bool = True) -> Iterator[Example]:
-    """Failed-recipient examples (of one part, or all), aligned with labels.jsonl in order of appearance."""
+    """Failed-recipient examples (of one part, or all), aligned with labels.jsonl in order of appearance.
+
+    A corpus that is not split into parts belongs to every part.
+    """
     for label in corpus_labels(root, corrected):
-        if (part is not None and label.get("part") != part) or not label["is_bounce"]:
+        if (part is not None and label.get("part", part) != part) or not label["is_bounce"]:
             continue
         findings = reported_findings((root / label["file"]).read_bytes())[1]
         family = family_of(root, label)

@@ -24,14 +24,14 @@ import numpy as np
 
 from .corpus import Example, corpus_examples
 from .evaluate import PERTURBATIONS, Scores, format_scores, perturbed, score, write_confusion_png
-from .features import model_text
 from .model import DEFAULT_THRESHOLD, calibrate, top_category
-from .train import fit
+from .taxonomy import FALLBACK_CATEGORY
+from .train import Trained, fit
 
 FOLD_SEED = 0
 RELIABILITY_BINS = 10
 
-Fit = Callable[[list[Example]], object]  # -> a fitted pipeline with predict_proba and classes_
+Fit = Callable[[list[Example]], Trained]
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,17 @@ def out_of_fold(examples: list[Example], folds: int | None = None, fit_model: Fi
                 progress: Callable[[str], None] = print) -> OutOfFold:
     """Probabilities for every example from the fold that held its family out."""
     fit_model = fit_model or (lambda train_examples: fit(train_examples, with_seeds=True, progress=lambda _: None))
-    labels = sorted({e.category for e in examples})
+    labels = sorted({e.category for e in examples} | {FALLBACK_CATEGORY})  # the reply bank teaches 'other' too
     index = {e: i for i, e in enumerate(labels)}
     position = {id(e): i for i, e in enumerate(examples)}
     probabilities = {name: np.zeros((len(examples), len(labels))) for name in PERTURBATIONS}
     held_out_sets = family_folds(examples, folds)
     for k, held_out in enumerate(held_out_sets, start=1):
         tested = [e for e in examples if e.family in held_out]
-        pipeline = fit_model([e for e in examples if e.family not in held_out])
-        columns = [index[c] for c in pipeline.classes_]  # a fold may lack a category: its column stays 0
+        model = fit_model([e for e in examples if e.family not in held_out])
+        columns = [index[c] for c in model.classes_]  # a fold may lack a category: its column stays 0
         for name in PERTURBATIONS:
-            rows = pipeline.predict_proba([model_text(e.finding) for e in perturbed(tested, name)])
+            rows = model.predict_proba([e.finding for e in perturbed(tested, name)])
             for example, row in zip(tested, rows, strict=True):
                 probabilities[name][position[id(example)], columns] = row
         progress(f"fold {k}/{len(held_out_sets)}: held out {', '.join(sorted(held_out))} ({len(tested)} recipients)")

@@ -1,8 +1,10 @@
-"""The one text the model reads per recipient: engineered tokens for stage/reply/status plus normalised words.
+"""The one text the model reads per recipient: the SMTP stage and the normalised words, without any code.
 
 Normalising in Python (not in the ONNX graph) keeps the exported vectoriser a plain word tokenizer, which is
-both what skl2onnx converts reliably and what runs in tens of microseconds. The status code is spelled at
-three levels (5_1_1, 5_1, 5) so the model can learn that a specific text outweighs a generic code.
+both what skl2onnx converts reliably and what runs in tens of microseconds. Status and reply codes are removed
+from the text: they speak through the explicit status-code prior (model.with_prior), so the words are learnt
+on their own and a specific text can overrule a generic or misleading code, and a bounce without codes is
+read the way it was trained.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ MAX_CHARS = 600
 
 
 def normalise(text: str) -> str:
-    """Lower-case words with addresses, URLs, IPs, hosts and numbers replaced by placeholders."""
+    """Lower-case words with addresses, URLs, IPs, hosts and numbers replaced by placeholders, codes removed."""
     text = text[:MAX_CHARS].lower()
     if "http" in text or "www." in text:
         text = URL_RE.sub(" zurl ", text)
@@ -60,30 +62,12 @@ def normalise(text: str) -> str:
         text = IPV6_RE.sub(" zip ", text)
     if "." in text:
         text = HOST_RE.sub(" zhost ", text)
-    text = STATUS_RE.sub(lambda m: " zcode_{}_{}_{} ".format(*m.groups()), text)
-    text = REPLY_CODE_RE.sub(r" zreply_\1 ", text)
+    text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", text))
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
     return " ".join(WORD_RE.findall(text)[:MAX_WORDS])
 
 
-def structure_tokens(status: str | None, reply_code: str | None, stage: str | None) -> list[str]:
-    """Engineered tokens for what the labels depend on besides the sentence."""
-    tokens = [f"xstage_{stage or 'unknown'}"]
-    if reply_code:
-        tokens += [f"xreply_{reply_code}", f"xreplyclass_{reply_code[0]}"]
-    else:
-        tokens.append("xreply_none")
-    if status:
-        cls, subject, detail = status.split(".")
-        tokens += [f"xstatus_{cls}_{subject}_{detail}", f"xstatus_{cls}_{subject}", f"xstatusclass_{cls}",
-                   f"xsubject_{subject}_{detail}"]
-    else:
-        tokens.append("xstatus_none")
-    return tokens
-
-
 def model_text(finding: Finding) -> str:
     """The model input for one recipient."""
-    tokens = structure_tokens(finding.status, finding.reply_code, finding.stage)
-    return " ".join(tokens) + " " + normalise(finding.diagnostic)
+    return f"xstage_{finding.stage or 'unknown'} {normalise(finding.diagnostic)}"

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .extract import Finding
+from .features import model_text
 from .taxonomy import FALLBACK_CATEGORY, default_types
 
 MODEL_PATH = Path(__file__).with_name("model.onnx")
@@ -18,6 +20,8 @@ META_LABELS = "mailwarden.labels"
 META_TYPES = "mailwarden.types"
 META_THRESHOLD = "mailwarden.threshold"
 META_TEMPERATURE = "mailwarden.temperature"
+META_PRIOR = "mailwarden.prior"  # {"5.1.1": [P(label | status) in labels order], "5.1": [...], "5": [...]}
+META_PRIOR_WEIGHT = "mailwarden.prior_weight"
 # Below this probability (about 3x the uniform 1/16) the top category is not trusted: "other" is reported.
 DEFAULT_THRESHOLD = 0.20
 
@@ -30,6 +34,26 @@ class ModelError(ValueError):
 class Prediction:
     category: str
     confidence: float
+
+
+def status_keys(status: str | None) -> list[str]:
+    """The status code from the most specific level to the class: 5.1.1, 5.1, 5."""
+    parts = status.split(".") if status else []
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def with_prior(row: list[float], status: str | None, prior: dict[str, list[float]], weight: float) -> list[float]:
+    """The text model's probabilities times the status-code prior ** weight (most specific level known).
+
+    The prior is explicit and weighted below 1, so a text the model is sure of overrules a code that says
+    otherwise (5.1.1 with "mailbox suspended" is inactive-mailbox), while a vague text follows the code.
+    """
+    key = next((k for k in status_keys(status) if k in prior), None)
+    if key is None:
+        return row
+    scaled = [p * q ** weight for p, q in zip(row, prior[key], strict=True)]
+    total = sum(scaled) or 1.0
+    return [p / total for p in scaled]
 
 
 def calibrate(row: list[float], temperature: float) -> list[float]:
@@ -68,22 +92,29 @@ class OnnxModel:
             self.types: dict[str, str] = {**default_types(), **json.loads(meta.get(META_TYPES, "{}"))}
             self.threshold = float(meta.get(META_THRESHOLD, DEFAULT_THRESHOLD))
             self.temperature = float(meta.get(META_TEMPERATURE, 1.0))
+            self.prior: dict[str, list[float]] = json.loads(meta.get(META_PRIOR, "{}"))
+            self.prior_weight = float(meta.get(META_PRIOR_WEIGHT, 0.0))
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a mailwarden bounce model (metadata {exc} missing or broken)") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
             raise ModelError(f"{path}: cannot load ONNX model: {exc}") from exc
+        if any(len(row) != len(self.labels) for row in self.prior.values()):
+            raise ModelError(f"{path}: not a mailwarden bounce model (its status prior does not match its labels)")
         self._input = self._session.get_inputs()[0].name
         self._probabilities = self._session.get_outputs()[1].name
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        """One row of class probabilities per text, columns in ``labels`` order."""
+        """The text model's class probabilities per model text, columns in ``labels`` order."""
         feed = np.array(texts, dtype=object).reshape(-1, 1)
         return np.asarray(self._session.run([self._probabilities], {self._input: feed})[0])
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        """Top category per text, or the fallback category when the model is not confident enough."""
-        if not texts:
+    def predict(self, findings: list[Finding]) -> list[Prediction]:
+        """Top category per finding (text model, status prior, calibration), or the fallback category when the
+        model is not confident enough."""
+        if not findings:
             return []
-        # Plain floats: numpy per-row calls cost ~20 us a text.
-        return [top_category(calibrate(row, self.temperature), self.labels, self.threshold)
-                for row in self.probabilities(texts).tolist()]
+        # Plain floats from here: numpy per-row calls cost ~20 us a text.
+        rows = self.probabilities([model_text(f) for f in findings]).tolist()
+        return [top_category(calibrate(with_prior(row, f.status, self.prior, self.prior_weight), self.temperature),
+                             self.labels, self.threshold)
+                for f, row in zip(findings, rows, strict=True)]

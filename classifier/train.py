@@ -1,10 +1,9 @@
 """Train the bounce classifier and export it to ONNX (training-time only: needs the ``train`` extra).
 
-Reproduce the shipped model:
-    python -m mailwarden.classifier.train --corpus tests/data/dsn-corpus --out classifier/model.onnx \
-        --save-base classifier/base_examples.json
-Cross-validate the settings over MTA families of the train part (how they were chosen):
-    python -m mailwarden.classifier.train --corpus tests/data/dsn-corpus --cv 5
+Reproduce the shipped model (every labelled corpus, corrected labels):
+    python -m mailwarden.classifier.train --corpus tests/data/dsn-corpus --corpus tests/data/bounce-extra \
+        --out classifier/model.onnx --save-base classifier/base_examples.json
+The settings below were chosen by grouped cross-validation (crossval.py), never on one corpus part.
 """
 
 from __future__ import annotations
@@ -13,23 +12,38 @@ import argparse
 import json
 import random
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .augment import augment
 from .corpus import Example, corpus_examples
 from .extract import Finding
 from .features import model_text
-from .model import DEFAULT_THRESHOLD, META_LABELS, META_TEMPERATURE, META_THRESHOLD, META_TYPES
+from .model import (
+    DEFAULT_THRESHOLD,
+    META_LABELS,
+    META_PRIOR,
+    META_PRIOR_WEIGHT,
+    META_TEMPERATURE,
+    META_THRESHOLD,
+    META_TYPES,
+    status_keys,
+    with_prior,
+)
 from .taxonomy import FALLBACK_CATEGORY, default_types
 
 BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
 SEED = 20261127
-# Chosen by leave-one-MTA-family-out cross-validation on the train part (never on dev); see docs/classifier.md.
+# Chosen by grouped cross-validation over every corpus (crossval.py); see docs/classifier.md.
 REGULARISATION_C = 3.0
 MAX_FEATURES = 3000  # vocabulary cap: the dense TF-IDF row times the weights dominates inference time
+PRIOR_WEIGHT = 0.5  # the status prior's exponent: below 1, so a confident text overrules the code
+PRIOR_MIN_COUNT = 5  # a status level seen fewer times in training has no prior of its own (the next level speaks)
+PRIOR_SMOOTHING = 1.0  # add-one: no category is ruled out by a code alone
+TEMPERATURE = 1.0  # softmax temperature fitted on the grouped cross-validation (crossval.fit_temperature)
 
 Progress = Callable[[str], None]
 
@@ -47,9 +61,38 @@ def build_pipeline(max_features: int | None = MAX_FEATURES):  # -> sklearn Pipel
     ])
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A fitted text model and its status-code prior: what export_onnx writes and cross-validation scores."""
+
+    pipeline: Any  # sklearn Pipeline over model_text
+    prior: dict[str, list[float]]  # status level -> P(category | status) in classes_ order
+    prior_weight: float = PRIOR_WEIGHT
+
+    @property
+    def classes_(self) -> list[str]:
+        return [str(c) for c in self.pipeline.classes_]
+
+    def predict_proba(self, findings: list[Finding]) -> list[list[float]]:
+        """What the exported model computes before calibration (model.OnnxModel.predict)."""
+        rows = self.pipeline.predict_proba([model_text(f) for f in findings]).tolist()
+        return [with_prior(row, f.status, self.prior, self.prior_weight) for f, row in zip(findings, rows, strict=True)]
+
+
+def status_prior(examples: list[Example], labels: list[str]) -> dict[str, list[float]]:
+    """P(category | status level) over the training examples, add-one smoothed, for levels seen often enough."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for example in examples:
+        for key in status_keys(example.finding.status):
+            counts[key][example.category] += 1
+    return {key: [round((seen[label] + PRIOR_SMOOTHING) / (seen.total() + PRIOR_SMOOTHING * len(labels)), 6)
+                  for label in labels]
+            for key, seen in sorted(counts.items()) if seen.total() >= PRIOR_MIN_COUNT}
+
+
 def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
-        max_features: int | None = MAX_FEATURES):
-    """Augment, vectorise and fit; returns the fitted pipeline."""
+        max_features: int | None = MAX_FEATURES) -> Trained:
+    """Augment, fit the text model on code-free texts and count the status prior."""
     rng = random.Random(SEED)
     trainable = [e for e in examples if e.category != FALLBACK_CATEGORY]
     progress(f"examples: {len(trainable)} ({len(examples) - len(trainable)} '{FALLBACK_CATEGORY}' left out: "
@@ -67,7 +110,7 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
     progress("fitting TF-IDF + logistic regression ...")
     pipeline.fit(texts, [e.category for e in augmented])
     progress("fitted")
-    return pipeline
+    return Trained(pipeline, status_prior(augmented, [str(c) for c in pipeline.classes_]))
 
 
 def closed_vocabulary(vectorizer, texts: list[str]) -> list[str]:
@@ -89,12 +132,14 @@ def category_types(examples: list[Example], labels: list[str]) -> dict[str, str]
     return {label: known.get(label) or given.get(label) or "unknown" for label in labels}
 
 
-def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = DEFAULT_THRESHOLD,
-                temperature: float = 1.0) -> None:
-    """Write the pipeline as ONNX with its labels, types, threshold and temperature in metadata_props."""
+def export_onnx(trained: Trained, types: dict[str, str], out: Path, threshold: float = DEFAULT_THRESHOLD,
+                temperature: float = TEMPERATURE) -> None:
+    """Write the text model as ONNX with its labels, types, status prior, threshold and temperature in
+    metadata_props."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import StringTensorType
 
+    pipeline = trained.pipeline
     onx = convert_sklearn(
         pipeline, initial_types=[("text", StringTensorType([None, 1]))], target_opset=17,
         options={id(pipeline.named_steps["clf"]): {"zipmap": False},
@@ -108,8 +153,9 @@ def export_onnx(pipeline, types: dict[str, str], out: Path, threshold: float = D
     del onx.opset_import[:]
     for domain, version in opsets:
         onx.opset_import.add(domain=domain, version=version)
-    labels = [str(label) for label in pipeline.classes_]
-    for key, value in ((META_LABELS, json.dumps(labels)), (META_TYPES, json.dumps(types)),
+    for key, value in ((META_LABELS, json.dumps(trained.classes_)), (META_TYPES, json.dumps(types)),
+                       (META_PRIOR, json.dumps(trained.prior, separators=(",", ":"))),
+                       (META_PRIOR_WEIGHT, str(trained.prior_weight)),
                        (META_THRESHOLD, str(threshold)), (META_TEMPERATURE, str(temperature))):
         prop = onx.metadata_props.add()
         prop.key, prop.value = key, value
@@ -184,54 +230,28 @@ def base_path(base: str) -> Path:
 
 
 def train(examples: list[Example], out: Path, with_seeds: bool, progress: Progress = print,
-          max_features: int | None = MAX_FEATURES, temperature: float = 1.0):
-    """Fit and export; returns the fitted pipeline (for callers that check the ONNX agrees with it).
+          max_features: int | None = MAX_FEATURES, temperature: float = TEMPERATURE) -> Trained:
+    """Fit and export; returns the fitted model (for callers that check the ONNX agrees with it).
 
     Custom training passes ``max_features=None``: a frequency cap would drop the rare words of a new category.
     """
-    pipeline = fit(examples, with_seeds, progress, max_features)
-    export_onnx(pipeline, category_types(examples, list(pipeline.classes_)), out, temperature=temperature)
+    trained = fit(examples, with_seeds, progress, max_features)
+    export_onnx(trained, category_types(examples, trained.classes_), out, temperature=temperature)
     progress(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
-    return pipeline
-
-
-def cross_validate(corpus: Path, folds: int, progress: Progress = print) -> float:
-    """Recipient accuracy when whole MTA families are held out of training: how settings were chosen.
-
-    Uses the train part only, so the dev part stays unseen by every tuning decision.
-    """
-    modules = {}
-    for line in (corpus / "labels.jsonl").read_text(encoding="utf-8").splitlines():
-        label = json.loads(line)
-        modules[label["id"]] = label["module"]
-    examples = list(corpus_examples(corpus, "train"))
-    families = sorted({modules[e.group] for e in examples})
-    random.Random(0).shuffle(families)
-    right = total = 0
-    for k in range(folds):
-        held_out = set(families[k::folds])
-        pipeline = fit([e for e in examples if modules[e.group] not in held_out], True, lambda _line: None)
-        tested = [e for e in examples if modules[e.group] in held_out]
-        predicted = pipeline.predict([model_text(e.finding) for e in tested])
-        right += sum(p == e.category for p, e in zip(predicted, tested, strict=True))
-        total += len(tested)
-        progress(f"fold {k + 1}/{folds}: {len(held_out)} MTA families held out, running accuracy {right / total:.3f}")
-    return right / total
+    return trained
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the default bounce model from the DSN corpus.")
-    parser.add_argument("--corpus", type=Path, required=True, help="directory with labels.jsonl and eml/")
-    parser.add_argument("--out", type=Path, help="where to write the ONNX model")
+    parser = argparse.ArgumentParser(description="Train the default bounce model from the labelled corpora.")
+    parser.add_argument("--corpus", type=Path, action="append", required=True,
+                        help="directory with labels.jsonl (and corrections.jsonl); repeat for more corpora")
+    parser.add_argument("--part", choices=["train", "dev"], help="only this part of corpora that have parts")
+    parser.add_argument("--original-labels", action="store_true", help="ignore the corpora's corrections.jsonl")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX model")
     parser.add_argument("--save-base", type=Path, help="also write the extracted training findings (JSON)")
-    parser.add_argument("--cv", type=int, metavar="FOLDS", help="only cross-validate over MTA families of train")
     args = parser.parse_args(argv)
-    if args.cv:
-        print(f"leave-MTA-family-out accuracy: {cross_validate(args.corpus, args.cv):.3f}")
-        return 0
-    if args.out is None:
-        parser.error("--out is required unless --cv is given")
-    examples = list(corpus_examples(args.corpus, "train"))
+    examples = [e for root in args.corpus
+                for e in corpus_examples(root, args.part, corrected=not args.original_labels)]
     train(examples, args.out, with_seeds=True, progress=lambda s: print(s, file=sys.stderr))
     if args.save_base:
         save_base(examples, args.save_base)

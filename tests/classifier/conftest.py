@@ -10,6 +10,7 @@ import pytest
 from mailwarden.classifier import BounceClassifier
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dsn-corpus"
+EXTRA = CORPUS.with_name("bounce-extra")
 
 
 def corpus_labels() -> list[dict]:

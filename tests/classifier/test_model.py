@@ -15,7 +15,7 @@ from mailwarden.classifier.features import model_text
 from mailwarden.classifier.model import OnnxModel
 from mailwarden.classifier.taxonomy import default_types
 
-from .conftest import CORPUS
+from .conftest import CORPUS, EXTRA
 
 
 def test_shipped_model_is_small_and_inside_the_package():
@@ -29,9 +29,9 @@ def test_model_id_is_first_12_hex_of_file_sha256(classifier):
     assert classifier.model_id == expected
 
 
-def test_model_carries_the_17_failure_categories_minus_other_and_their_types():
+def test_model_carries_the_17_failure_categories_and_their_types():
     model = OnnxModel(default_model_path())
-    taxonomy = set(default_types()) - {"other", "not-a-bounce"}
+    taxonomy = set(default_types()) - {"not-a-bounce"}  # 'other' is learnt from replies that name no cause
     assert set(model.labels) == taxonomy
     assert model.types["inactive-mailbox"] == "hard"  # 'hard*' counts as hard
     assert model.types["other"] == "unknown"
@@ -74,29 +74,60 @@ def test_specific_text_wins_over_a_generic_status_code(classifier):
     assert classifier.classify_text("554 5.0.0 message size exceeds fixed limit").category == "message-too-large"
 
 
+def test_a_confident_text_overrules_the_status_code_and_a_vague_one_follows_it(classifier):
+    assert classifier.classify_text("550 5.1.1 Mailbox currently suspended").category == "inactive-mailbox"
+    assert classifier.classify_text("550 5.1.1 Sender Policy Framework (SPF) fail").category == "auth-security"
+    assert classifier.classify_text("550 5.1.1 rejected").category == "bad-mailbox"
+    assert classifier.classify_text("552 5.2.2 rejected").category == "quota-issues"
+
+
+def test_status_prior_takes_the_most_specific_level_it_knows():
+    from mailwarden.classifier.model import with_prior
+
+    prior = {"5.1": [0.9, 0.1], "5": [0.5, 0.5]}
+    assert with_prior([0.5, 0.5], "5.1.1", prior, 1.0) == pytest.approx([0.9, 0.1])  # 5.1.1 unknown: 5.1
+    assert with_prior([0.5, 0.5], "5.7.1", prior, 1.0) == pytest.approx([0.5, 0.5])  # only the class: flat
+    assert with_prior([0.2, 0.8], None, prior, 1.0) == [0.2, 0.8]  # no code, no prior
+    weighted = with_prior([0.5, 0.5], "5.1.1", prior, 0.5)
+    assert 0.5 < weighted[0] < 0.9  # a weight below 1 softens the code's say
+
+
+def test_load_rejects_a_status_prior_that_does_not_match_the_labels(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(default_model_path())
+    prop = next(p for p in model.metadata_props if p.key == "mailwarden.prior")
+    prop.value = '{"5.1.1": [1.0]}'
+    onnx.save(model, tmp_path / "broken.onnx")
+    with pytest.raises(ModelError, match="status prior"):
+        OnnxModel(tmp_path / "broken.onnx")
+
+
 def test_low_confidence_becomes_other_with_the_score_shown():
     model = OnnxModel(default_model_path())
     model.threshold = 1.01  # nothing can be that sure
-    prediction = model.predict(["xstatus_none zaddr"])[0]
+    prediction = model.predict([Finding(recipient="", diagnostic="<r@example.org>")])[0]
     assert prediction.category == "other" and 0.0 < prediction.confidence < 1.0
 
 
 def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
+    """The exported model computes what the training-time model does (text model, status prior), and the
+    shipped model is what the documented train command (every corpus, corrected labels) produces."""
     pytest.importorskip("sklearn")
     pytest.importorskip("skl2onnx")
+    from mailwarden.classifier.model import calibrate
     from mailwarden.classifier.train import train
 
-    examples = list(corpus_examples(CORPUS, "train"))
-    pipeline = train(examples, tmp_path / "m.onnx", with_seeds=True, progress=lambda _line: None)
-    texts = [model_text(e.finding) for e in corpus_examples(CORPUS, "dev")]
-    onnx_probabilities = OnnxModel(tmp_path / "m.onnx").probabilities(texts)
-    expected = pipeline.predict_proba(texts)
-    np.testing.assert_array_equal(onnx_probabilities.argmax(axis=1), expected.argmax(axis=1))
-    np.testing.assert_allclose(onnx_probabilities, expected, atol=1e-5)
-    # ... and the shipped model is what the documented train command produces (allowing for a near-tie or two
-    # flipping under another scikit-learn version).
-    shipped = OnnxModel(default_model_path()).probabilities(texts)
-    assert np.sum(shipped.argmax(axis=1) != onnx_probabilities.argmax(axis=1)) <= 2
+    examples = [e for root in (CORPUS, EXTRA) for e in corpus_examples(root)]
+    trained = train(examples, tmp_path / "m.onnx", with_seeds=True, progress=lambda _line: None)
+    findings = [e.finding for e in examples]
+    rebuilt = OnnxModel(tmp_path / "m.onnx")
+    texts = [model_text(f) for f in findings]
+    np.testing.assert_allclose(rebuilt.probabilities(texts), trained.pipeline.predict_proba(texts), atol=1e-5)
+    expected = [max(calibrate(row, rebuilt.temperature)) for row in trained.predict_proba(findings)]
+    np.testing.assert_allclose([p.confidence for p in rebuilt.predict(findings)], expected, atol=1e-5)
+    # A near-tie or two may flip under another scikit-learn version.
+    shipped = OnnxModel(default_model_path()).predict(findings)
+    assert sum(a.category != b.category for a, b in zip(rebuilt.predict(findings), shipped, strict=True)) <= 2
 
 
 def test_custom_category_is_learned_with_its_type(tmp_path):
@@ -112,8 +143,7 @@ def test_custom_category_is_learned_with_its_type(tmp_path):
     assert "greylisted" in model.labels and model.types["greylisted"] == "transient"
     meta = json.loads(model._session.get_modelmeta().custom_metadata_map["mailwarden.labels"])
     assert meta == model.labels
-    assert model.predict([model_text(Finding(recipient="", diagnostic="451 greylisted, try later"))])[0].category \
-        == "greylisted"
+    assert model.predict([Finding(recipient="", diagnostic="451 greylisted, try later")])[0].category == "greylisted"
 
 
 def test_a_two_category_model_loads_and_agrees_with_the_training_time_model(tmp_path):
@@ -127,11 +157,12 @@ def test_a_two_category_model_loads_and_agrees_with_the_training_time_model(tmp_
              "bad-mailbox": ["550 5.1.1 user unknown", "No such user here", "mailbox does not exist"]}  # fmt: skip
     examples = [Example(Finding(recipient="", diagnostic=t), category, f"{category}{i}", "")
                 for category, group in texts.items() for i, t in enumerate(group)]  # fmt: skip
-    pipeline = train(examples, tmp_path / "two.onnx", with_seeds=False, progress=lambda _line: None,
-                     max_features=None)  # fmt: skip
+    trained = train(examples, tmp_path / "two.onnx", with_seeds=False, progress=lambda _line: None,
+                    max_features=None)  # fmt: skip
     model = OnnxModel(tmp_path / "two.onnx")
-    probe = [model_text(Finding(recipient="", diagnostic=d)) for d in ["451 greylisted, try later", "user unknown"]]
-    np.testing.assert_allclose(model.probabilities(probe), pipeline.predict_proba(probe), atol=1e-5)
+    probe = [Finding(recipient="", diagnostic=d) for d in ["451 greylisted, try later", "user unknown"]]
+    texts = [model_text(f) for f in probe]
+    np.testing.assert_allclose(model.probabilities(texts), trained.pipeline.predict_proba(texts), atol=1e-5)
     assert [p.category for p in model.predict(probe)] == ["greylisted", "bad-mailbox"]
 
 
@@ -159,10 +190,10 @@ def test_model_applies_the_temperature_written_into_it(tmp_path):
           temperature=2.0)
     model = OnnxModel(tmp_path / "hot.onnx")
     assert model.temperature == 2.0
-    text = model_text(Finding(recipient="", diagnostic="mailbox full"))
-    raw = model.probabilities([text])[0].tolist()
+    finding = Finding(recipient="", diagnostic="mailbox full")
+    raw = model.probabilities([model_text(finding)])[0].tolist()
     expected = calibrate(raw, 2.0)
-    assert model.predict([text])[0].confidence == pytest.approx(max(expected))
+    assert model.predict([finding])[0].confidence == pytest.approx(max(expected))
     assert max(expected) < max(raw)
 
 
