@@ -19,7 +19,10 @@ from .taxonomy import NOT_A_BOUNCE
 from .verdict import BounceReport, RecipientVerdict
 
 log = logging.getLogger(__name__)
-BOUNCE_KINDS = ("failure", "delay")
+# Recipients a report names without a failure: CATEGORIES.md counts delay and success reports as not-a-bounce
+# (nothing to suppress or retry), also for the delayed or delivered recipients of a mixed failure report.
+NOT_FAILED_ACTIONS = frozenset({"delayed", "delivered", "relayed", "expanded"})
+NOT_FAILED = Prediction(NOT_A_BOUNCE, 1.0)
 EVIDENCE_CHARS = 300
 NO_REPORT = BounceReport(bounce=False, kind="none", recipients=())
 
@@ -57,14 +60,15 @@ class BounceClassifier:
 
     def _analyse(self, message: bytes, envelope: EnvelopeFacts | None = None) -> BounceReport:
         kind, findings = reported_findings(message, envelope)
-        if kind in BOUNCE_KINDS:
-            predictions = self.classify_findings(findings)
-            verdicts = [self._verdict(f, p) for f, p in zip(findings, predictions, strict=True)]
-        elif kind == "success":
-            verdicts = [self._verdict(f, Prediction(NOT_A_BOUNCE, 1.0)) for f in findings]
+        if kind == "failure":
+            failed = [f for f in findings if f.action not in NOT_FAILED_ACTIONS]
+            predictions = dict(zip(map(id, failed), self.classify_findings(failed), strict=True))
+            verdicts = [self._verdict(f, predictions.get(id(f), NOT_FAILED)) for f in findings]
+        elif kind in ("delay", "success"):
+            verdicts = [self._verdict(f, NOT_FAILED) for f in findings]
         else:
             verdicts = []
-        return BounceReport(bounce=kind in BOUNCE_KINDS, kind=kind, recipients=tuple(verdicts))
+        return BounceReport(bounce=kind == "failure", kind=kind, recipients=tuple(verdicts))
 
     def classify_text(self, text: str) -> Prediction:
         """Classify a bare diagnostic text (status and reply code are read from it), e.g. one quoted in a log."""

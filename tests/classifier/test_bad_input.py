@@ -171,10 +171,21 @@ def test_sendmail_transcript_lines_above_a_recipient_line_are_its_diagnostic(mak
     assert "sender domain does not resolve" in findings[0].diagnostic
 
 
-def test_delay_dsn_is_reported_as_delay(analyse):
+def test_delay_dsn_is_a_delay_whose_recipients_did_not_fail(analyse):
     raw = _dsn("b", "b").replace(b"Action: failed", b"Action: delayed").replace(b"Status: 5.1.1", b"Status: 4.4.1")
     report = analyse(raw)
-    assert (report.bounce, report.kind) == (True, "delay")
+    assert (report.bounce, report.kind) == (False, "delay")
+    assert [(v.category, v.type) for v in report.recipients] == [("not-a-bounce", "none")]
+
+
+def test_a_delayed_recipient_in_a_failure_report_is_not_labelled_as_failed(analyse):
+    delayed = ("\nFinal-Recipient: rfc822; later@example.com\nAction: delayed\nStatus: 4.2.2\n"
+               "Diagnostic-Code: smtp; 452 4.2.2 mailbox full\n")
+    raw = _dsn("b", "b").replace(b"\n\n--b--", delayed.encode() + b"\n--b--")
+    report = analyse(raw)
+    assert report.bounce and report.kind == "failure"
+    assert [(v.recipient, v.category) for v in report.recipients] == [
+        ("rcpt@example.com", "bad-mailbox"), ("later@example.com", "not-a-bounce")]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
