@@ -20,8 +20,8 @@ DIAGNOSTIC = "mailbox for <carol.smith@far.example> is hibernating in the glacie
 def verdict(confidence: float, category: str = "quota-issues", diagnostic: str = DIAGNOSTIC) -> RecipientVerdict:
     return RecipientVerdict(
         recipient="carol.smith@far.example", status=None, action="failed", diagnostic=diagnostic,
-        remote_mta="mx.far.example", reply_code="550", category=category, type="transient", confidence=confidence,
-        evidence=diagnostic, stage="rcpt",
+        remote_mta="mx.far.example (for carol.smith@far.example)", reply_code="550", category=category,
+        type="transient", confidence=confidence, evidence=diagnostic, stage="rcpt",
     )  # fmt: skip
 
 
@@ -43,7 +43,8 @@ def test_unplaced_recipient_is_reported_as_other_and_kept_without_any_address(st
     (kept,) = store.review_items()
     assert kept.text == "mailbox for <address@redacted.invalid> is hibernating in the glacier archive"
     assert (kept.guess, kept.confidence, kept.model, kept.queue_id) == ("quota-issues", 0.31, "0123456789ab", "4ABC")
-    assert (kept.status, kept.reply_code, kept.stage, kept.remote_mta) == (None, "550", "rcpt", "mx.far.example")
+    assert (kept.status, kept.reply_code, kept.stage) == (None, "550", "rcpt")
+    assert kept.remote_mta == "mx.far.example (for address@redacted.invalid)"
     assert kept.time.endswith("+00:00")
     store.close()
     for path in tmp_path.iterdir():  # the database and its write-ahead log alike
