@@ -54,6 +54,15 @@ SENDER_ARGUMENT_RE = re.compile(r"(?i)from:\s*<?$")
 LETTER_RE = re.compile(r"[^\W\d_]")
 # A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
 FIELD_ADDRESS_RE = re.compile(r"[^\s@<>]+@[^\s@<>]+")
+# The reason sentence (Finding.reason): it starts after the first error reply and its enhanced code ("550-5.1.1",
+# "550: 5.2.2", "554 5.7.1:") and the recipient's address written before the words ('<a@b>...', 'a@b:');
+# it ends at its sentence's end, a rule of dashes or stars, or " ... ", and Postfix's "(in reply to ...
+# command)" after it is not part of it.
+REASON_START_RE = re.compile(r"[45](?<![\w.][45])[0-5]\d(?:[\s:\-]+[245]\.\d{1,3}\.\d{1,3})?(?![\w.])[\s:,\-]*")
+REASON_LEAD_RE = re.compile(r"^[\s>'\"]*(?:(?:<[^<>\s]{1,320}>|[\w.+=\-']{1,64}@[\w.\-]{1,255})(?:\.\.\.)?)?[\s:,>]*")
+SENTENCE_END_RE = re.compile(r"(?<=[.!?)])\s+(?=[A-Z])|\s[\-*=_]{3,}|\s\.\.\.\s")
+REASON_TAIL_RE = re.compile(r"\s*\(in reply to [^()]{1,60}\)\s*$")
+MAX_REASON = 200
 # Sendmail transcript lines: what was sent (">>> RCPT To:<...>", which names the stage) and the remote's reply.
 TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
 MAX_DIAGNOSTIC = 1000
@@ -75,8 +84,35 @@ class Finding:
     status: str | None = None
     remote_mta: str | None = None
     reply_code: str | None = None
-    diagnostic: str = ""
+    diagnostic: str = ""  # the model reads this; reason (below) is the part of it a person reads
     stage: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """The one sentence that carries the reason (computed when asked for: the classifier never needs it)."""
+        return reason_sentence(self.diagnostic, self.recipient)
+
+
+def reason_sentence(diagnostic: str, recipient: str = "") -> str:
+    """The sentence of a diagnostic that says why: the remote's words after its first error reply ("550 5.1.1
+    <a@b>... User unknown" -> "User unknown"), else what follows the recipient's address, up to the end of that
+    sentence, without the address, quotes and Postfix's "(in reply to RCPT TO command)".
+    """
+    reply = REASON_START_RE.search(diagnostic)
+    if reply:
+        start = reply.end()
+    else:
+        mention = diagnostic.lower().find(recipient.lower()) if recipient else -1
+        start = mention + len(recipient) if mention >= 0 else 0
+    text = REASON_LEAD_RE.sub("", diagnostic[start:start + MAX_DIAGNOSTIC])
+    if reply:  # a multi-line reply repeats its codes on every line ("550-5.7.1 ... 550 5.7.1 ...")
+        text = re.sub(r"\s" + r"[ \-:]+".join(map(re.escape, reply.group(0).strip(" :,-").replace("-", " ").split()))
+                      + r"(?![\w.])", " ", text)
+    end = SENTENCE_END_RE.search(text)
+    sentence = " ".join(REASON_TAIL_RE.sub("", text[: end.start() if end else len(text)]).split()).strip(" :;,-'\"")
+    if sentence.count(")") > sentence.count("("):
+        sentence = sentence.rstrip(")")
+    return (sentence if LETTER_RE.search(sentence) else diagnostic)[:MAX_REASON]
 
 
 def find_stage(text: str) -> str | None:

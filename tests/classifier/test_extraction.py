@@ -5,6 +5,9 @@ The messages are written for these tests (general formats, not copies of corpus 
 
 from __future__ import annotations
 
+import pytest
+
+from mailwarden.classifier.extract import Finding
 from mailwarden.classifier.report import reported_findings
 
 HEAD = ("Return-Path: <>\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n"
@@ -148,3 +151,24 @@ def test_list_post_returned_to_the_list_bounce_address_never_reports_the_list(ma
     assert [address for address, _, _ in _findings(raw)[1]] == ["member@example.com"]
     unnamed = raw.replace(b"member@example.com on", b"a member on")
     assert "announce@lists.example.org" not in [address for address, _, _ in _findings(unnamed)[1]]
+
+
+@pytest.mark.parametrize(("diagnostic", "recipient", "reason"), [
+    ("550 5.1.1 <rcpt@example.com>: Recipient address rejected: User unknown in local recipient table "
+     "(in reply to RCPT TO command)", "rcpt@example.com",
+     "Recipient address rejected: User unknown in local recipient table"),
+    ("550-5.1.1 The email account that you tried to reach does not exist. Please try 550-5.1.1 "
+     "double-checking the recipient's email address for typos", "rcpt@example.com",
+     "The email account that you tried to reach does not exist."),
+    ("<rcpt@example.jp>: 550: 5.2.2 <rcpt@example.jp>... Mailbox Full", "rcpt@example.jp", "Mailbox Full"),
+    ("552-5.2.2 The email account that you tried to reach is over quota 552 5.2.2 and inactive.",
+     "rcpt@example.com", "The email account that you tried to reach is over quota and inactive."),
+    ("Hi. This is the qmail-send program at mx.example.net. <rcpt@example.org>: Sorry, I couldn't find any "
+     "host named example.org. (#5.1.2) Below this line is a copy", "rcpt@example.org",
+     "Sorry, I couldn't find any host named example.org. (#5.1.2)"),
+    ("<rcpt@example.com> (reason: 550 Host unknown) ----- Transcript of session follows -----",
+     "rcpt@example.com", "Host unknown"),
+    ("255", "rcpt@example.com", "255"),  # states no reason: the diagnostic as it is
+])
+def test_reason_is_the_sentence_after_the_reply_code_without_address_or_boilerplate(diagnostic, recipient, reason):
+    assert Finding(recipient=recipient, diagnostic=diagnostic).reason == reason
