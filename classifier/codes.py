@@ -22,8 +22,12 @@ def find_status(text: str) -> str | None:
 
     A transcript states the successes before the failure ("250 2.1.5 Ok ... 451 4.3.0 queue file write error").
     """
-    codes = STATUS_RE.findall(text)
-    return ".".join(next((c for c in codes if c[0] in "45"), codes[0] if codes else ())) or None
+    first = STATUS_RE.search(text)
+    if first is None:
+        return None
+    failure = first if first.group(1) != "2" else next((m for m in STATUS_RE.finditer(text, first.end())
+                                                        if m.group(1) != "2"), first)
+    return ".".join(failure.groups())
 
 
 def find_reply_code(text: str) -> str | None:

@@ -182,36 +182,37 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
         inline = INLINE_STATUS_RE.search(body)
         text = cut_original(body[inline.start():]) if inline else ""
         blocks = [g for b in blocks_from_text(text) for g in split_groups(b)]
-    blocks = [b for b in blocks[: MAX_RECIPIENTS * 2]
-              if header(b, "Final-Recipient") or header(b, "Original-Recipient")]
-    recipients = recipients_of(blocks)
+    fields = [(block, header(block, "Original-Recipient", encoded_words=False),
+               header(block, "Final-Recipient", encoded_words=False)) for block in blocks[: MAX_RECIPIENTS * 2]]
+    fields = [named for named in fields if named[1] or named[2]]
+    recipients = recipients_of([(original, final) for _, original, final in fields])
     if None in recipients:  # "Final-Recipient: rfc822; @mx.example.org": the text names the address
-        named = iter(a for a in body_addresses(parsed) if a not in recipients)
+        named = iter(a for a in body_addresses(parsed, own_addresses(parsed.msg)) if a not in recipients)
         recipients = [r or next(named, "") for r in recipients]
-    return [_finding_from_block(block, rcpt, body) for block, rcpt in zip(blocks, recipients, strict=True)]
+    return [_finding_from_block(block, rcpt, body) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
 
 
-def recipients_of(blocks: list[Message]) -> list[str | None]:
-    """Per field group, the address the sender wrote (Original-Recipient), else the one delivery ended at.
+def recipients_of(fields: list[tuple[str, str]]) -> list[str | None]:
+    """Per (Original-Recipient, Final-Recipient) pair, the address the sender wrote, else the one delivery
+    ended at.
 
     An alias or forward makes them differ ("<r@host> (expanded from <kijitora@example.org>)"); the sender
     knows, and can stop using, only the first. An Original-Recipient shared by several groups is a list that
     expanded, though: the failure is one member's, so the member (Final-Recipient) is reported, never the list.
     """
-    originals = [field_address(block, "Original-Recipient") for block in blocks]
-    counts = Counter(original.lower() for original in originals if original)
-    return [original if original and counts[original.lower()] == 1
-            else field_address(block, "Final-Recipient") or original
-            for block, original in zip(blocks, originals, strict=True)]
+    originals = [field_address(original) for original, _ in fields]
+    shared = {a for a, n in Counter(o.lower() for o in originals if o).items() if n > 1} if len(fields) > 1 else ()
+    return [original if original and original.lower() not in shared else field_address(final) or original
+            for (_, final), original in zip(fields, originals, strict=True)]
 
 
-def field_address(block: Message, name: str) -> str | None:
-    """The address of an Original-/Final-Recipient field as written, if it holds one.
+def field_address(value: str) -> str | None:
+    """The address an Original-/Final-Recipient field holds as written, if it holds one.
 
     A field holds a single addr-spec, so anything shaped local@domain counts ("a@b.c", a quoted local part,
     an encoded word); other values ("@mx.example.org", a source route) count only for an address inside.
     """
-    value = strip_type(header(block, name, encoded_words=False)).strip("<> \t")
+    value = strip_type(value).strip("<> \t")
     if FIELD_ADDRESS_RE.fullmatch(value):
         return value
     return first_address(value)
@@ -289,15 +290,14 @@ def own_addresses(msg: Message) -> set[str]:
     return found | {posting for a in found if (posting := list_address(a))}
 
 
-def body_addresses(parsed: Parsed) -> list[str]:
+def body_addresses(parsed: Parsed, own: set[str]) -> list[str]:
     """The failed recipients the report text names, in order of mention (X-Failed-Recipients first).
 
-    Left out: the bounce's own addresses, robot mailboxes, message-ids, senders (MAIL FROM arguments),
-    addresses on contact / message-id lines, and those on alias notes and quoted To/Cc lines unless the text
-    names no other address.
+    Left out: the bounce's own addresses (``own``, see own_addresses), robot mailboxes, message-ids, senders
+    (MAIL FROM arguments), addresses on contact / message-id lines, and those on alias notes and quoted To/Cc
+    lines unless the text names no other address.
     """
     text = parsed.report_text
-    skip = own_addresses(parsed.msg)
     addresses = find_addresses(header(parsed.msg, "X-Failed-Recipients"))[:MAX_RECIPIENTS]
     seen = {a.lower() for a in addresses}
     fallback: list[str] = []
@@ -314,19 +314,20 @@ def body_addresses(parsed: Parsed) -> list[str]:
                 continue
             address = match.group(0)
             low = address.lower()
-            if low in skip or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
+            if low in own or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
                 continue
             seen.add(low)
             addresses.append(address)
-    return addresses or list(dict.fromkeys(a for a in fallback if a.lower() not in skip))[:MAX_RECIPIENTS]
+    return addresses or list(dict.fromkeys(a for a in fallback if a.lower() not in own))[:MAX_RECIPIENTS]
 
 
 def from_body(parsed: Parsed) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
     text = parsed.report_text
-    addresses = body_addresses(parsed)
+    own = own_addresses(parsed.msg)
+    addresses = body_addresses(parsed, own)
     if not addresses:
-        return [finding_from_text(next(iter(original_recipients(parsed)), ""), text)]
+        return [finding_from_text(next(iter(original_recipients(parsed, own)), ""), text)]
     preamble = text[: text.lower().find(addresses[0].lower())]
     findings = []
     for i, address in enumerate(addresses):
@@ -353,8 +354,12 @@ def _looks_like_mailbox(address: str) -> bool:
     return not is_robot(address) and not MESSAGE_ID_LOCAL_RE.match(address.split("@")[0])
 
 
-def original_recipients(parsed: Parsed) -> list[str]:
-    """To/Cc of the returned original (attached or quoted below the marker): who the failure can be about."""
+def original_recipients(parsed: Parsed, own: set[str]) -> list[str]:
+    """To/Cc of the returned original (attached or quoted below the marker): who the failure can be about.
+
+    Never from a returned message that is itself a bounce (from MAILER-DAEMON: it is addressed to the original
+    sender), and never one of the bounce's own addresses (``own``; a returned list post is addressed to the list).
+    """
     sources: list[Message] = []
     body = parsed.body
     for part in parsed.of_type("message/rfc822", "text/rfc822-headers"):
@@ -370,9 +375,6 @@ def original_recipients(parsed: Parsed) -> list[str]:
         quoted = body[span[1]:].lstrip("-= \t\r\n")
         headers = quoted if FIELD_RE.match(quoted) else quoted.partition("\n")[2].lstrip("\r\n")
         sources.append(split_message(headers)[0])
-    # A returned bounce (from MAILER-DAEMON) is addressed to the original sender, and a returned list post to the
-    # list (see own_addresses): neither is a failed recipient.
-    own = own_addresses(parsed.msg)
     return [a for source in sources if not is_bounce_sender(header(source, "From"))
             for name in ("To", "Cc") for a in find_addresses(header(source, name)) if a.lower() not in own]
 
