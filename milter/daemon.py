@@ -83,9 +83,12 @@ class Daemon:
         try:
             config = load(self.path)
             engine = Engine.from_config(config)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - nothing in the new files may stop the engine that is serving
+            # A bad config or model file raises ValueError/OSError; anything else (an ONNX file that is not a
+            # bounce model gave IndexError) would otherwise leave this loop and stop the daemon.
+            error = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
             metrics.RELOADS.labels("refused").inc()
-            event("reload-refused", logging.ERROR, config=self.path, error=str(exc), still_serving=old.source)
+            event("reload-refused", logging.ERROR, config=self.path, error=error, still_serving=old.source)
             return
         if (config.socket, config.mta) != (old.socket, old.mta):
             event("reload-warning", logging.WARNING, why="a new socket or mta takes effect at the next restart")
