@@ -63,6 +63,8 @@ REASON_LEAD_RE = re.compile(r"^[\s>'\"]*(?:(?:<[^<>\s]{1,320}>|[\w.+=\-']{1,64}@
 SENTENCE_END_RE = re.compile(r"(?<=[.!?)])\s+(?=[A-Z])|\s[\-*=_]{3,}|\s\.\.\.\s")
 REASON_TAIL_RE = re.compile(r"\s*\(in reply to [^()]{1,60}\)\s*$")
 MAX_REASON = 200
+# An alias expansion noted in the text: the failed address, then within a line or two "(expanded from <alias>)".
+EXPANSION_RE = re.compile(rf"({ADDRESS_RE.pattern})>?[^@]{{0,100}}?\(expanded from:?\s*<?({ADDRESS_RE.pattern})>?\)")
 # Sendmail transcript lines: what was sent (">>> RCPT To:<...>", which names the stage) and the remote's reply.
 TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
 MAX_DIAGNOSTIC = 1000
@@ -318,7 +320,24 @@ def body_addresses(parsed: Parsed, own: set[str]) -> list[str]:
                 continue
             seen.add(low)
             addresses.append(address)
+    if addresses and "expanded from" in parsed.report_lower:
+        return sender_side(addresses, parsed.report_text)
     return addresses or list(dict.fromkeys(a for a in fallback if a.lower() not in own))[:MAX_RECIPIENTS]
+
+
+def sender_side(addresses: list[str], text: str) -> list[str]:
+    """The addresses with each alias expansion the text notes undone, as recipients_of does for DSN fields.
+
+    "<r@host> (expanded from <alias@example.org>)" (Postfix) or "r@host\n (expanded from: <alias@...>)"
+    (Sendmail) reports alias@example.org; an alias several failed addresses came from is a list, so those
+    are reported and the list is not.
+    """
+    pairs = [(final.lower(), original) for final, original in EXPANSION_RE.findall(text)]
+    counts = Counter(original.lower() for _, original in pairs)
+    alias = {final: original for final, original in pairs if counts[original.lower()] == 1}
+    expanded = {original.lower() for _, original in pairs}
+    return list(dict.fromkeys(alias.get(a.lower(), a) for a in addresses
+                              if a.lower() in alias or a.lower() not in expanded))
 
 
 def from_body(parsed: Parsed) -> list[Finding]:

@@ -95,11 +95,23 @@ def test_alias_is_reported_by_the_address_the_sender_wrote():
     assert _findings(raw)[1] == [("alias@example.com", "5.1.1", None)]
 
 
+def test_alias_noted_in_the_text_is_reported_by_the_address_the_sender_wrote(make_bounce):
+    """Sendmail's "(expanded from: <alias>)" under the failed address, as Original-Recipient in a DSN."""
+    raw = make_bounce("   ----- The following addresses had permanent fatal errors -----\nmbox@host.example.net\n"
+                      "    (reason: 553 Sender Policy Framework (SPF) fail)\n"
+                      "    (expanded from: <Alias@example.com>)\n")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["Alias@example.com"]
+
+
 def test_list_expanded_to_several_members_is_reported_by_member_never_by_list():
     member = ("Final-Recipient: rfc822; {0}@example.net\nOriginal-Recipient: rfc822;list@example.com\n"
               "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 {0}: user unknown\n")
     raw = _report("Delivery to the following recipients failed.\n", member.format("ann"), member.format("bob"))
     assert [address for address, _, _ in _findings(raw)[1]] == ["ann@example.net", "bob@example.net"]
+    text = "<ann@example.net> (expanded from <list@example.com>): user unknown\n" \
+           "<bob@example.net> (expanded from <list@example.com>): user unknown\n"
+    assert [address for address, _, _ in _findings(HEAD + "Content-Type: text/plain\n\n" + text)[1]] == [
+        "ann@example.net", "bob@example.net"]
 
 
 def test_recipient_field_is_taken_as_written():
