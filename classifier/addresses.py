@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 
 # Linear-time by construction: a match can only start where a local part starts (look-behind after the first
-# character, so re can skip ahead), and every repetition is bounded (local part <= 64, domain <= 253), so long
+# character, so re can skip ahead; a quote is a local-part character, but "addressed to 'a@b.example'" quotes
+# the address), and every repetition is bounded (local part <= 64, domain <= 253), so long
 # runs of letters or dots cannot make the search quadratic - a bounce body is attacker-controlled input.
 _LOCAL = r"A-Za-z0-9._%+\-=/!#$&'*^`{|}~"
-ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?<![{_LOCAL}][A-Za-z0-9])[{_LOCAL}]{{0,63}}@"
+ADDRESS_RE = re.compile(rf"[A-Za-z0-9](?:(?<![{_LOCAL}][A-Za-z0-9])|(?<=[\s(<:,;=\[]'[A-Za-z0-9]))[{_LOCAL}]{{0,63}}@"
                         r"[A-Za-z0-9](?:[A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?\.[A-Za-z]{2,24}(?![A-Za-z])")
 # What redact() writes instead of an address: itself an address, so the model reads a redacted text as it reads
 # the original (features.normalise turns both into the same placeholder word).

@@ -55,6 +55,11 @@ def test_robots_include_no_reply_senders_and_their_tagged_forms():
     assert local_part("User@Example.org") == "user"
 
 
+def test_address_in_single_quotes_is_found_and_an_apostrophe_in_a_local_part_kept():
+    assert find_addresses("addressed to 'rcpt@example.uk', and o'brien@example.ie") == [
+        "rcpt@example.uk", "o'brien@example.ie"]
+
+
 def test_addresses_are_found_in_order_without_brackets_or_trailing_dots():
     text = "<a.b+tag@example.org>: 550 unknown; also c=d@mail.example.co.jp. and not user@localhost"
     assert find_addresses(text) == ["a.b+tag@example.org", "c=d@mail.example.co.jp"]
