@@ -108,18 +108,18 @@ def review_text(item: ReviewItem) -> str:
             f"confidence={item.confidence:.2f} model={item.model} {stated}\n    {item.text}")
 
 
-def labelled_ids(path: Path) -> list[int]:
-    """The ids of the lines of a reviewed JSONL file that have a category."""
-    ids = []
+def labelled_items(path: Path) -> list[tuple[int, str]]:
+    """The id and text of each line of a reviewed JSONL file that has a category."""
+    labelled = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         record = json.loads(line)
-        if not isinstance(record, dict) or not isinstance(record.get("id"), int):
-            raise ValueError(f"{path}:{number}: not a line of `mailwarden bounces review --json` (no \"id\")")
+        if not isinstance(record, dict) or not isinstance(record.get("id"), int) or "text" not in record:
+            raise ValueError(f"{path}:{number}: not a line of `mailwarden bounces review --json`")
         if record.get("category"):
-            ids.append(record["id"])
-    return ids
+            labelled.append((record["id"], record["text"]))
+    return labelled
 
 
 def cmd_bounces_review(args: argparse.Namespace) -> int:
@@ -131,7 +131,7 @@ def cmd_bounces_review(args: argparse.Namespace) -> int:
         store = Store(config.events.store, create=False)  # the daemon creates it, owned by its user and 0640
         try:
             if args.forget_labelled:
-                forgotten = store.forget_review(labelled_ids(args.forget_labelled))
+                forgotten = store.forget_review(labelled_items(args.forget_labelled))
                 print(f"{forgotten} reviewed bounce(s) forgotten")
                 return 0
             for item in store.review_items():

@@ -140,9 +140,10 @@ class Store:
         return [ReviewItem(**{name: None if name in _OPTIONAL and value == "" else value
                               for name, value in zip(_COLUMNS, row, strict=True)}) for row in rows]
 
-    def forget_review(self, ids: Iterable[int]) -> int:
-        """Remove reviewed items; the number removed."""
-        return self._write("DELETE FROM review WHERE id = ?", ((i,) for i in ids))
+    def forget_review(self, reviewed: Iterable[tuple[int, str]]) -> int:
+        """Remove reviewed items, each named by its id and text (so a file from another store removes nothing);
+        the number removed."""
+        return self._write("DELETE FROM review WHERE id = ? AND text = ?", reviewed)
 
     def close(self) -> None:
         with self._lock:

@@ -155,3 +155,12 @@ def test_review_says_so_when_the_store_is_off_or_not_there_yet(tmp_path, capsys)
     assert main(["bounces", "review", "--config", str(missing)]) == 2
     assert "the daemon creates it" in capsys.readouterr().err
     assert not (tmp_path / "events.sqlite").exists()
+
+
+def test_forget_labelled_leaves_items_of_another_store_alone(config_file, tmp_path, capsys):
+    main(["bounces", "review", "--config", str(config_file), "--json"])
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    elsewhere = tmp_path / "elsewhere.jsonl"  # same id, another server's failure
+    elsewhere.write_text(json.dumps({**first, "text": "another server's text", "category": "bad-mailbox"}) + "\n")
+    main(["bounces", "review", "--config", str(config_file), "--forget-labelled", str(elsewhere)])
+    assert "0 reviewed bounce(s) forgotten" in capsys.readouterr().out

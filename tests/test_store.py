@@ -99,10 +99,10 @@ def test_review_items_come_back_oldest_first_and_a_repeat_counts_as_seen(tmp_pat
     assert first.status is None and first.stage is None  # stored as "", read back as None
 
 
-def test_forgotten_ids_are_never_given_again(tmp_path):
+def test_an_item_is_forgotten_by_id_and_text_and_its_id_is_never_given_again(tmp_path):
     store = Store(tmp_path / "events.sqlite")
     store.keep_for_review([item("a"), item("b"), item("c")])
-    assert store.forget_review([3, 2, 42]) == 2
+    assert store.forget_review([(3, "c"), (2, "b"), (42, "b"), (1, "not a")]) == 2
     store.keep_for_review([item("d")])
     assert [(i.id, i.text) for i in store.review_items()] == [(1, "a"), (4, "d")]
 
