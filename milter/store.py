@@ -47,6 +47,10 @@ class StoreError(Exception):
     """The store file cannot be used: unreadable, not SQLite, or written by a newer mailwarden."""
 
 
+class StoreFull(StoreError):
+    """The review table holds MAX_REVIEW_ITEMS: what came in beyond them was not kept."""
+
+
 @dataclass(frozen=True)
 class ReviewItem:
     """One failed recipient kept for review, as stored (None where the bounce stated nothing)."""
@@ -128,10 +132,14 @@ class Store:
                 raise
         return changed
 
-    def keep_for_review(self, items: Iterable[ReviewItem]) -> int:
+    def keep_for_review(self, items: list[ReviewItem]) -> int:
         """Store items in one transaction (a repeat of a waiting one only counts as seen again); the number
-        stored or counted, fewer than given when the store already holds MAX_REVIEW_ITEMS."""
-        return self._write(_INSERT_REVIEW, (_row(item) + (MAX_REVIEW_ITEMS,) for item in items))
+        stored or counted. Raises StoreFull, after keeping what fits, when MAX_REVIEW_ITEMS are waiting."""
+        kept = self._write(_INSERT_REVIEW, (_row(item) + (MAX_REVIEW_ITEMS,) for item in items))
+        if kept < len(items):
+            raise StoreFull(f"{self.path}: {MAX_REVIEW_ITEMS} bounces wait for review; no more are kept until "
+                            "some are labelled and forgotten")
+        return kept
 
     def review_items(self) -> list[ReviewItem]:
         """Every item waiting for review, oldest first."""

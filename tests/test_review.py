@@ -164,3 +164,14 @@ def test_forget_labelled_leaves_items_of_another_store_alone(config_file, tmp_pa
     elsewhere.write_text(json.dumps({**first, "text": "another server's text", "category": "bad-mailbox"}) + "\n")
     main(["bounces", "review", "--config", str(config_file), "--forget-labelled", str(elsewhere)])
     assert "0 reviewed bounce(s) forgotten" in capsys.readouterr().out
+
+
+def test_a_full_review_store_is_logged_once_and_mail_goes_on(store, caplog, monkeypatch):
+    monkeypatch.setattr("mailwarden.store.MAX_REVIEW_ITEMS", 1)
+    review = Review(0.5, store)
+    with caplog.at_level(logging.INFO):
+        for n in range(3):
+            assert review.apply([verdict(0.2, diagnostic=f"failure {n}")], "", "m")[0].category == "other"
+    (failure,) = logged(caplog, "store-write-failed")
+    assert "1 bounces wait for review" in failure["error"]
+    assert [i.text for i in store.review_items()] == ["failure 0"]

@@ -12,7 +12,7 @@ import pytest
 
 from mailwarden import store as store_module
 from mailwarden.config import EventsConfig
-from mailwarden.store import MIGRATIONS, ReviewItem, Store, StoreError
+from mailwarden.store import MIGRATIONS, ReviewItem, Store, StoreError, StoreFull
 
 UNIT = Path(__file__).parent.parent / "systemd" / "mailwarden.service"
 
@@ -110,8 +110,11 @@ def test_an_item_is_forgotten_by_id_and_text_and_its_id_is_never_given_again(tmp
 def test_the_review_table_stops_growing_at_its_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "MAX_REVIEW_ITEMS", 3)
     store = Store(tmp_path / "events.sqlite")
-    assert store.keep_for_review([item(f"text {n}") for n in range(5)]) == 3
+    with pytest.raises(StoreFull, match="3 bounces wait for review"):
+        store.keep_for_review([item(f"text {n}") for n in range(5)])
     assert [i.text for i in store.review_items()] == ["text 0", "text 1", "text 2"]
+    store.forget_review([(1, "text 0")])
+    assert store.keep_for_review([item("text 5")]) == 1
 
 
 def test_default_store_lies_in_the_units_state_directory():
