@@ -191,7 +191,7 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
     if None in recipients:  # "Final-Recipient: rfc822; @mx.example.org": the text names the address
         named = iter(a for a in body_addresses(parsed, own_addresses(parsed.msg)) if a not in recipients)
         recipients = [r or next(named, "") for r in recipients]
-    return [_finding_from_block(block, rcpt, body) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
+    return [_finding_from_block(block, rcpt, parsed) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
 
 
 def recipients_of(fields: list[tuple[str, str]]) -> list[str | None]:
@@ -220,9 +220,10 @@ def field_address(value: str) -> str | None:
     return first_address(value)
 
 
-def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
+def _finding_from_block(block: Message, rcpt: str, parsed: Parsed) -> Finding:
+    body = parsed.body
     diagnostic = strip_type(header(block, "Diagnostic-Code"))
-    context = recipient_block(body, rcpt) if rcpt else ""
+    context = recipient_block(body, parsed.body_lower, rcpt) if rcpt else ""
     if not diagnostic:
         diagnostic = context or body
     # The codes come from the text that states the reason: an exit status ("X-Unix; 255") states none.
@@ -240,13 +241,13 @@ def _finding_from_block(block: Message, rcpt: str, body: str) -> Finding:
     )
 
 
-def recipient_block(text: str, address: str, next_address: str | None = None) -> str:
+def recipient_block(text: str, lowered: str, address: str, next_address: str | None = None) -> str:
     """The text from the first mention of the address up to the next recipient's first mention.
 
-    Works on a bounded window (MAX_DIAGNOSTIC characters), so a huge one-line body costs no more than a
-    normal one.
+    ``lowered`` is ``text`` lower-cased (parts.lowered, computed once per message: a bounce naming a hundred
+    recipients must not lower-case its text a hundred times). Works on a bounded window (MAX_DIAGNOSTIC
+    characters), so a huge one-line body costs no more than a normal one.
     """
-    lowered = text.lower()
     position = lowered.find(address.lower())
     if position < 0:
         return ""
@@ -349,8 +350,8 @@ def from_body(parsed: Parsed) -> list[Finding]:
         return [finding_from_text(next(iter(original_recipients(parsed, own)), ""), text)]
     preamble = text[: text.lower().find(addresses[0].lower())]
     findings = []
-    for i, address in enumerate(addresses):
-        block = recipient_block(text, address, addresses[i + 1] if i + 1 < len(addresses) else None)
+    for address, following in zip(addresses, [*addresses[1:], None], strict=True):
+        block = recipient_block(text, parsed.report_lower, address, following)
         if len(addresses) == 1 and len(ADDRESS_RE.sub("", block).strip()) < MIN_BLOCK_CHARS:
             block = preamble[-400:] + "\n" + block
         findings.append(finding_from_text(address, block))

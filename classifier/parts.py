@@ -93,6 +93,11 @@ class Parsed:
         return self.body[: self.original[0]] if self.original else self.body
 
     @cached_property
+    def body_lower(self) -> str:
+        """body lower-cased (same length): found once, not once per recipient looked up in it."""
+        return lowered(self.body)
+
+    @cached_property
     def report_lower(self) -> str:
         """report_text lower-cased (same length), for the case-insensitive wording tests."""
         return lowered(self.report_text)
