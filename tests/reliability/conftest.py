@@ -111,15 +111,17 @@ iprev_temperror = "defer"
 
 class ServiceDaemon(Daemon):
     """tests.postfix.Daemon that can be started again (it waits for a new "listening" line, not any), run as
-    another user, or run through a wrapper module instead of `mailwarden.cli` (e.g. one that plants a fault)."""
+    another user, through a wrapper module instead of `mailwarden.cli` (e.g. one that plants a fault), or
+    under a command that execs it (`ip netns exec NAME`: the pid stays the daemon's)."""
 
     module = "mailwarden.cli"
     popen_kwargs: dict = {}
+    exec_prefix: tuple[str, ...] = ()
 
     def start(self, socket_path: Path | None = None) -> ServiceDaemon:
         listening = self.log().count(" listening ")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
+            [*self.exec_prefix, sys.executable, "-m", self.module, "run", "--config", str(self.config)],
             stdout=subprocess.DEVNULL, stderr=self.stderr.open("ab"), **self.popen_kwargs,
         )  # fmt: skip
         wait_for(lambda: self.log().count(" listening ") > listening or self.proc.poll() is not None, 30,

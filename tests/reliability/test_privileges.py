@@ -5,12 +5,15 @@ off unless configured, and bound to exactly the configured (loopback) address.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import shutil
 import socket
 import stat
+import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +48,12 @@ def base():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def start_daemon(base: Path, dns_port: int, mode: str, extra: str = "", sock: Path | None = None, **popen):
+def start_daemon(base: Path, dns_port: int, mode: str, extra: str = "", sock: Path | None = None,
+                 exec_prefix: tuple[str, ...] = (), **popen):  # fmt: skip
     sock = sock or base / "milter.sock"
     daemon = ServiceDaemon(BASE_CONFIG.format(sock=sock, mode=mode, dns=dns_port) + extra, base)
     daemon.popen_kwargs = popen
+    daemon.exec_prefix = exec_prefix
     return daemon.start(), sock
 
 
@@ -185,24 +190,55 @@ def test_metrics_are_off_unless_configured(base, hostile_dns):
         daemon.stop()
 
 
-def non_loopback_address() -> str | None:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.254", 9))  # no packet is sent: this only picks the outgoing interface's address
-        address = s.getsockname()[0]
-        return None if address.startswith("127.") else address
-    return None
+OTHER_ADDRESS = "198.51.100.77"  # the namespace's non-loopback address
+PROBE = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+except OSError as exc:
+    sys.exit(exc.errno or 255)
+"""
 
 
-def test_metrics_bind_only_the_configured_loopback_address(base, hostile_dns):
+def ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if done.returncode:
+        pytest.fail(f"ip {' '.join(args)}: {done.stderr.strip()} (.ci/run installs iproute2; the test needs root)")
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace of our own with loopback and one non-loopback address (on a veth pair), so that the
+    test has such an address whatever the host's interfaces are, and leaves the host's network alone."""
+    if shutil.which("ip") is None:
+        pytest.fail("iproute2 is not installed: .ci/run installs it")
+    name = f"mailwarden-{uuid.uuid4().hex[:8]}"
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        ip("-n", name, "link", "add", "mw0", "type", "veth", "peer", "name", "mw1")
+        ip("-n", name, "addr", "add", f"{OTHER_ADDRESS}/24", "dev", "mw0")
+        ip("-n", name, "link", "set", "mw0", "up")
+        ip("-n", name, "link", "set", "mw1", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+def connect_errno(netns: str, address: str, port: int) -> int:
+    """errno of a TCP connection to address:port from inside the namespace (0 = connected)."""
+    probe = ["ip", "netns", "exec", netns, sys.executable, "-c", PROBE, address, str(port)]
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode
+
+
+def test_metrics_bind_only_the_configured_loopback_address(base, hostile_dns, netns):
+    """The daemon runs in its own network namespace (it needs no DNS here), where 127.0.0.1 and another
+    address are both local: only the configured one answers."""
     port = free_port()
-    daemon, _ = start_daemon(base, hostile_dns.port, "0660", extra=f'[metrics]\naddress = "127.0.0.1:{port}"\n')
+    daemon, _ = start_daemon(base, hostile_dns.port, "0660", extra=f'[metrics]\naddress = "127.0.0.1:{port}"\n',
+                             exec_prefix=("ip", "netns", "exec", netns))  # fmt: skip
     try:
         assert listening_tcp(daemon.pid) == [("127.0.0.1", port)]
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass
-        other = non_loopback_address()
-        if other:
-            with pytest.raises(ConnectionRefusedError), socket.create_connection((other, port), timeout=5):
-                pass
+        assert connect_errno(netns, "127.0.0.1", port) == 0
+        assert connect_errno(netns, OTHER_ADDRESS, port) == errno.ECONNREFUSED
     finally:
         daemon.stop()
