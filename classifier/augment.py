@@ -2,8 +2,8 @@
 
 The point is robustness to wording: every real example is also seen reworded, shuffled and stripped of its
 status/reply codes, and every category is also seen in hand-written phrasings wrapped in varied MTA
-boilerplate (phrasebank.py) and in the reply bank (phrases/replies.jsonl: whole replies as providers and MTAs
-word them, codes included, written from their public documentation).
+boilerplate (phrasebank.py) and in the reply bank (phrases/: whole replies as providers and MTAs word them, codes
+included, written from their public documentation, and two hand-written paraphrases of each).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .corpus import Example
 from .extract import Finding, find_stage, finding_from_text
 from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
 
-REPLIES_PATH = Path(__file__).with_name("phrases") / "replies.jsonl"
+PHRASES_DIR = Path(__file__).with_name("phrases")
 REPLY_CODE_RE = re.compile(r"(?<![\w.])[245][0-5]\d(?=[\s\-:]|$)")
 CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;:,])\s+")
 _SYNONYM_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b",
@@ -88,17 +88,17 @@ def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
                    stage=find_stage(text) or (stage if stage != "unknown" else None))
 
 
-def reply_bank(path: Path = REPLIES_PATH) -> list[tuple[str, str]]:
-    """(category, reply text) of every line of the reply bank."""
-    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return [(r["category"], r["text"]) for r in records]
+def reply_bank(directory: Path = PHRASES_DIR) -> list[tuple[str, str]]:
+    """(category, reply text) of every line of the reply bank's files (replies and their paraphrases)."""
+    return [(r["category"], r["text"]) for path in sorted(directory.glob("*.jsonl"))
+            for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
 
 
-def reply_examples(rng: random.Random, path: Path = REPLIES_PATH) -> list[Example]:
+def reply_examples(rng: random.Random, directory: Path = PHRASES_DIR) -> list[Example]:
     """Each bank reply as a report would carry it, once in some boilerplate and once varied (reworded,
     shuffled or without codes)."""
     out = []
-    for category, text in reply_bank(path):
+    for category, text in reply_bank(directory):
         finding = finding_from_text("user@example.org", wrapped(text, rng))
         out += [Example(finding, category, f"reply:{category}"),
                 Example(variant(finding, rng), category, f"reply:{category}")]

@@ -23,7 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import Example, corpus_examples
-from .evaluate import PERTURBATIONS, Scores, format_scores, perturbed, score, write_confusion_png
+from .evaluate import (
+    PERTURBATIONS,
+    Scores,
+    format_scores,
+    load_rewordings,
+    perturbed,
+    reworded,
+    score,
+    write_confusion_png,
+)
 from .model import DEFAULT_THRESHOLD, calibrate, top_category
 from .taxonomy import FALLBACK_CATEGORY
 from .train import Trained, fit
@@ -40,7 +49,7 @@ class OutOfFold:
 
     examples: list[Example]
     labels: list[str]
-    probabilities: dict[str, np.ndarray]  # per perturbation: rows in ``examples`` order, columns in ``labels``
+    probabilities: dict[str, np.ndarray]  # per condition: rows in ``examples`` order, columns in ``labels``
 
 
 def family_folds(examples: Sequence[Example], folds: int | None) -> list[set[str]]:
@@ -53,20 +62,26 @@ def family_folds(examples: Sequence[Example], folds: int | None) -> list[set[str
 
 
 def out_of_fold(examples: list[Example], folds: int | None = None, fit_model: Fit | None = None,
-                progress: Callable[[str], None] = print) -> OutOfFold:
-    """Probabilities for every example from the fold that held its family out."""
+                progress: Callable[[str], None] = print,
+                rewordings: dict[tuple[str, int], str] | None = None) -> OutOfFold:
+    """Probabilities for every example from the fold that held its family out: as is, with each perturbation,
+    and hand-reworded when ``rewordings`` are given."""
+    conditions: dict[str, Callable[[list[Example]], list[Example]]] = {
+        name: lambda tested, name=name: perturbed(tested, name) for name in PERTURBATIONS}
+    if rewordings:
+        conditions["reworded"] = lambda tested: reworded(tested, rewordings)
     fit_model = fit_model or (lambda train_examples: fit(train_examples, with_seeds=True, progress=lambda _: None))
     labels = sorted({e.category for e in examples} | {FALLBACK_CATEGORY})  # the reply bank teaches 'other' too
     index = {e: i for i, e in enumerate(labels)}
     position = {id(e): i for i, e in enumerate(examples)}
-    probabilities = {name: np.zeros((len(examples), len(labels))) for name in PERTURBATIONS}
+    probabilities = {name: np.zeros((len(examples), len(labels))) for name in conditions}
     held_out_sets = family_folds(examples, folds)
     for k, held_out in enumerate(held_out_sets, start=1):
         tested = [e for e in examples if e.family in held_out]
         model = fit_model([e for e in examples if e.family not in held_out])
         columns = [index[c] for c in model.classes_]  # a fold may lack a category: its column stays 0
-        for name in PERTURBATIONS:
-            rows = model.predict_proba([e.finding for e in perturbed(tested, name)])
+        for name, condition in conditions.items():
+            rows = model.predict_proba([e.finding for e in condition(tested)])
             for example, row in zip(tested, rows, strict=True):
                 probabilities[name][position[id(example)], columns] = row
         progress(f"fold {k}/{len(held_out_sets)}: held out {', '.join(sorted(held_out))} ({len(tested)} recipients)")
@@ -151,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, action="append", required=True, help="repeat for more corpora")
     parser.add_argument("--folds", type=int, help="grouped k-fold instead of leave-one-family-out")
     parser.add_argument("--original-labels", action="store_true", help="ignore the corpora's corrections.jsonl")
+    parser.add_argument("--reworded", type=Path, help="directory of hand-reworded diagnostics (another condition)")
     parser.add_argument("--families", action="store_true", help="print the per-family table")
     parser.add_argument("--png", type=Path, help="confusion matrix (as is) of the calibrated decisions")
     parser.add_argument("--reliability-png", type=Path, help="reliability diagram before and after calibration")
@@ -158,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     examples = load(args.corpus, corrected=not args.original_labels)
     print(f"{len(examples)} recipients, {len({e.group for e in examples})} e-mails, "
           f"{len({e.family for e in examples})} families", file=sys.stderr)
-    oof = out_of_fold(examples, args.folds, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    oof = out_of_fold(examples, args.folds, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                      rewordings=load_rewordings(args.reworded) if args.reworded else None)
     temperature = fit_temperature(oof)
     print(f"fitted temperature {temperature:.2f}")
     results: dict[str, Scores] = {}
-    for name in PERTURBATIONS:
+    for name in oof.probabilities:
         predicted, _ = decisions(oof, name, temperature)
         results[name] = score(oof.examples, predicted)
         print(format_scores(results[name], f"grouped CV, {name}"))

@@ -89,6 +89,25 @@ def perturbed(examples: Iterable[Example], name: str) -> list[Example]:
     return [replace(e, finding=PERTURBATIONS[name](e.finding, rng)) for e in examples]
 
 
+def load_rewordings(directory: Path) -> dict[tuple[str, int], str]:
+    """Hand-reworded diagnostics ({"id", "index", "diagnostic"} per line of every *.jsonl in ``directory``):
+    the same failures as other servers would word them, keyed by e-mail and recipient index."""
+    return {(r["id"], r["index"]): r["diagnostic"]
+            for path in sorted(directory.glob("*.jsonl"))
+            for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
+def reworded(examples: Iterable[Example], rewordings: dict[tuple[str, int], str]) -> list[Example]:
+    """The examples with their diagnostic replaced by its rewording (codes and stage as extracted before)."""
+    seen: dict[str, int] = {}
+    out = []
+    for example in examples:
+        index = seen[example.group] = seen.get(example.group, -1) + 1
+        text = rewordings.get((example.group, index), example.finding.diagnostic)
+        out.append(replace(example, finding=replace(example.finding, diagnostic=text)))
+    return out
+
+
 def load_labels(path: Path, part: str | None = None) -> list[Example]:
     """Corpus-style labels.jsonl (with "recipients") or user examples (text/eml + category)."""
     first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "{}")

@@ -108,7 +108,7 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
         pipeline.set_params(tfidf__vocabulary=closed_vocabulary(pipeline.named_steps["tfidf"], texts),
                             tfidf__max_features=None)
     progress("fitting TF-IDF + logistic regression ...")
-    pipeline.fit(texts, [e.category for e in augmented])
+    pipeline.fit(texts, [e.category for e in augmented], clf__sample_weight=[e.weight for e in augmented])
     progress("fitted")
     return Trained(pipeline, status_prior(augmented, [str(c) for c in pipeline.classes_]))
 
@@ -209,14 +209,16 @@ def save_base(examples: list[Example], path: Path) -> None:
     """Write training findings: the shipped ones (so `mailwarden train --base default` works without the corpus)
     and those `mailwarden train` writes next to each model it builds (so `--base MODEL` can build on it)."""
     records = [{"category": e.category, "group": e.group, "finding": asdict(e.finding),
-                **({"type": e.type} if e.type else {})} for e in examples]
+                **({"type": e.type} if e.type else {}), **({"weight": e.weight} if e.weight != 1.0 else {})}
+               for e in examples]
     path.write_text(json.dumps(records, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
 
 
 def load_base(path: Path = BASE_EXAMPLES_PATH) -> list[Example]:
     """Training findings written by save_base (default: the shipped model's)."""
     records = json.loads(path.read_text(encoding="utf-8"))
-    return [Example(Finding(**r["finding"]), r["category"], r["group"], r.get("type")) for r in records]
+    return [Example(Finding(**r["finding"]), r["category"], r["group"], r.get("type"), weight=r.get("weight", 1.0))
+            for r in records]
 
 
 def examples_path(model: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -55,3 +56,15 @@ def test_every_default_category_has_seed_phrasings_in_several_languages():
     for category, (_, _, _, phrases) in SEEDS.items():
         non_ascii = [p for p in phrases if not p.isascii()]
         assert len(phrases) >= 15 and len(non_ascii) >= 2, category
+
+
+def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_category_of_their_reply():
+    from mailwarden.classifier.augment import PHRASES_DIR, reply_bank
+    from mailwarden.classifier.taxonomy import NOT_A_BOUNCE, default_types
+
+    assert {category for category, _ in reply_bank()} == set(default_types()) - {NOT_A_BOUNCE}
+    replies = [json.loads(line) for line in (PHRASES_DIR / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+    for path in PHRASES_DIR.glob("paraphrases-*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            paraphrase_ = json.loads(line)
+            assert paraphrase_["category"] == replies[paraphrase_["of"] - 1]["category"], line

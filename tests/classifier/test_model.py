@@ -130,20 +130,26 @@ def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
     assert sum(a.category != b.category for a, b in zip(rebuilt.predict(findings), shipped, strict=True)) <= 2
 
 
-def test_custom_category_is_learned_with_its_type(tmp_path):
+def test_custom_category_is_learned_with_its_type_even_where_the_shipped_examples_read_it_otherwise(tmp_path):
+    """The shipped replies file greylisting under policy-related; an administrator's four labelled lines (each
+    counting USER_WEIGHT times) still teach a category of its own, firmly, for the wordings they label."""
     pytest.importorskip("sklearn")
+    from mailwarden.classifier.corpus import jsonl_examples
     from mailwarden.classifier.train import load_base, train
 
-    grey = [Example(Finding(recipient="", diagnostic=text), "greylisted", f"g{i}", "transient") for i, text in
-            enumerate(["451 4.7.1 greylisted, please try again later", "450 greylisting in effect, come back soon",
-                       "451 temporarily greylisted by the recipient's server", "greylisted: retry in 300 seconds"])]
-    train(load_base() + grey, tmp_path / "custom.onnx", with_seeds=True, progress=lambda _line: None,
-          max_features=None)
+    texts = ["451 4.7.1 greylisted, please try again later", "450 greylisting in effect, come back soon",
+             "451 temporarily greylisted by the recipient's server", "greylisted: retry in 300 seconds"]
+    labelled = tmp_path / "grey.jsonl"
+    labelled.write_text("".join(json.dumps({"text": t, "category": "greylisted", "type": "transient"}) + "\n"
+                                for t in texts))
+    train(load_base() + list(jsonl_examples(labelled)), tmp_path / "custom.onnx", with_seeds=True,
+          progress=lambda _line: None, max_features=None)
     model = OnnxModel(tmp_path / "custom.onnx")
     assert "greylisted" in model.labels and model.types["greylisted"] == "transient"
     meta = json.loads(model._session.get_modelmeta().custom_metadata_map["mailwarden.labels"])
     assert meta == model.labels
-    assert model.predict([Finding(recipient="", diagnostic="451 greylisted, try later")])[0].category == "greylisted"
+    prediction = model.predict([Finding(recipient="", diagnostic=texts[0])])[0]
+    assert prediction.category == "greylisted" and prediction.confidence > 0.8
 
 
 def test_a_two_category_model_loads_and_agrees_with_the_training_time_model(tmp_path):
