@@ -13,9 +13,9 @@ from .checks.iprev import IprevResult
 from .checks.spf import SpfResult
 from .classifier.cli import register as register_bounce_commands
 from .config import Config, load
-from .dns import parse_nameserver
 from .engine import Engine
 from .store import ReviewItem, Store, StoreError
+from .upstreams import parse_nameservers
 from .version import __version__
 
 DEFAULT_CONFIG = Path("/etc/mailwarden/mailwarden.toml")
@@ -65,7 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     dns = config.dns
     if args.dns:
-        dns = dataclasses.replace(dns, nameservers=tuple(parse_nameserver(s) for s in args.dns))
+        dns = dataclasses.replace(dns, nameservers=parse_nameservers(args.dns))
     if args.timeout:
         dns = dataclasses.replace(dns, timeout=args.timeout)
     # `check` examines the client it is given, even one that the daemon would trust and skip.
@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ip", required=True, help="the client IP address")
     check.add_argument("--helo", default="", help="the HELO/EHLO name")
     check.add_argument("--sender", default="", help="the MAIL FROM address; empty = null sender (postmaster@HELO)")
-    check.add_argument("--dns", action="append", metavar="HOST:PORT", help="nameserver to ask (repeatable)")
+    check.add_argument("--dns", action="append", metavar="SERVER", help="nameserver to ask, in order (repeatable): "
+                       "ADDRESS[:PORT], tls://ADDRESS[:PORT]#AUTH-NAME or a preset such as quad9-tls")  # fmt: skip
     check.add_argument("--timeout", type=float, metavar="SECONDS", help="per-query DNS timeout")
     check.add_argument("--config", metavar="PATH", help="take authserv-id and DNS settings from this file")
     check.add_argument("--json", action="store_true", help="print one JSON object")

@@ -16,7 +16,7 @@ from socket import getfqdn
 from types import MappingProxyType
 from typing import Any
 
-from .dns import parse_nameserver
+from .upstreams import Upstream, parse_nameservers, tls_ca_problem
 
 ACTIONS = ("accept", "reject", "defer")
 SPF_RESULTS = ("fail", "softfail", "neutral", "none", "temperror", "permerror")
@@ -50,7 +50,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DnsConfig:
-    nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system resolver
+    nameservers: tuple[Upstream, ...] = ()  # plain and tls:// upstreams, asked in order; empty: the system resolver
+    tls_ca_file: str = ""  # a private CA for tls:// upstreams, in addition to the system store
     timeout: float = 2.0  # seconds per query
     budget: float = 10.0  # seconds of DNS per message (and per connection for iprev)
     cache_size: int = 10000
@@ -223,15 +224,19 @@ class _Builder:
 
     def dns(self, data: dict[str, Any]) -> DnsConfig:
         table = ("dns",)
-        self.unknown(table, data, {"nameservers", "timeout", "budget", "cache_size"})
-        servers = []
+        self.unknown(table, data, {"nameservers", "tls_ca_file", "timeout", "budget", "cache_size"})
+        servers: list[Upstream] = []
         for item in self.string_list(table, data, "nameservers", []):
             try:
-                servers.append(parse_nameserver(item))
+                servers.extend(parse_nameservers([item]))
             except ValueError as exc:
                 self.problem(table, "nameservers", str(exc))
+        ca_file = self.string(table, data, "tls_ca_file", "")
+        if ca_file and (problem := tls_ca_problem(ca_file)):
+            self.problem(table, "tls_ca_file", problem)
         return DnsConfig(
             nameservers=tuple(servers),
+            tls_ca_file=ca_file,
             timeout=self.number(table, data, "timeout", DnsConfig.timeout, 0.01, 60),
             budget=self.number(table, data, "budget", DnsConfig.budget, 0.01, 300),
             cache_size=int(self.number(table, data, "cache_size", DnsConfig.cache_size, 0, 10_000_000)),

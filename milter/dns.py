@@ -1,32 +1,33 @@
 """The one DNS resolver shared by every check.
 
 Checks ask `Resolver.lookup(name, rdtype, budget)` and get an `Answer` (records, CNAMEs included) or a
-`DNSTempError`. The resolver talks to the configured nameservers directly (UDP, TCP on truncation), caches
-answers for their TTL (negative answers for the SOA minimum), shares identical in-flight lookups between
-threads, and charges every wire query to the caller's per-message `Budget` so that a slow or dead DNS
-server can never hold a message longer than the configured total.
+`DNSTempError`. The wire and the messages are dnspython's: its nameserver classes (plain DNS, UDP then TCP on
+truncation; DNS over TLS through `dot.TlsNameserver`, which keeps its connection) and its CNAME chaining and
+negative TTLs. What dnspython has no part for is here: each nameserver is asked once, in order, within the
+per-query timeout and what is left of the caller's per-message `Budget` (so that a slow or dead DNS server
+can never hold a message longer than the configured total); answers are cached for their TTL; identical
+lookups in flight are shared between threads.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dns.exception
-import dns.flags
 import dns.message
 import dns.name
-import dns.query
+import dns.nameserver
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
-import dns.resolver
 
 from . import metrics
 from .expiring import ExpiringLru
+from .upstreams import system_nameservers
 
-NEGATIVE_TTL_DEFAULT = 60
 MAX_TTL = 86400
 
 
@@ -70,32 +71,6 @@ class Budget:
         return self.deadline - time.monotonic()
 
 
-def parse_nameserver(spec: str) -> tuple[str, int]:
-    """'192.0.2.1', '192.0.2.1:5353', '[2001:db8::1]:53' or '2001:db8::1' -> (host, port)."""
-    spec = spec.strip()
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif spec.count(":") == 1:
-        host, port = spec.split(":")
-    else:
-        host, port = spec, ""
-    if not host:
-        raise ValueError(f"nameserver {spec!r} has no address")
-    ipaddress.ip_address(host)  # raises ValueError with a clear message for names and garbage
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"nameserver {spec!r} has an invalid port")
-    return host, int(port) if port else 53
-
-
-def system_nameservers() -> list[tuple[str, int]]:
-    """The nameservers of /etc/resolv.conf (port 53)."""
-    try:
-        return [(ns, 53) for ns in dns.resolver.Resolver().nameservers]
-    except dns.resolver.NoResolverConfiguration:
-        return [("127.0.0.1", 53)]
-
-
 class _Pending:
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -104,15 +79,15 @@ class _Pending:
 
 
 class Resolver:
-    """Caching stub resolver over dnspython's wire functions; thread-safe."""
+    """Caching stub resolver over dnspython's nameservers; thread-safe."""
 
     def __init__(
         self,
-        nameservers: list[tuple[str, int]] | None = None,
+        nameservers: Sequence[dns.nameserver.Nameserver] = (),
         timeout: float = 2.0,
         cache_size: int = 10000,
     ) -> None:
-        self.nameservers = nameservers or system_nameservers()
+        self.nameservers = list(nameservers) or system_nameservers()
         self.timeout = timeout
         self._cache: ExpiringLru[tuple[str, str], Answer] = ExpiringLru(cache_size)
         self._pending: dict[tuple[str, str], _Pending] = {}
@@ -160,90 +135,63 @@ class Resolver:
         except (dns.exception.DNSException, ValueError) as exc:
             raise DNSTempError(f"{name}/{rdtype}: cannot build query: {exc}") from exc
         last = "no nameserver answered"
-        for host, port in self.nameservers:
+        for nameserver in self.nameservers:
             remaining = budget.remaining()
             if remaining <= 0:
                 metrics.DNS_TIMEOUTS.inc()
                 raise DNSTempError(f"{name}/{rdtype}: DNS budget exhausted")
-            query = dns.message.make_query(qname, qtype)
             budget.queries += 1
             metrics.DNS_QUERIES.inc()
             try:
-                response, _ = dns.query.udp_with_fallback(
-                    query,
-                    host,
-                    timeout=min(self.timeout, remaining),
-                    port=port,
-                    ignore_unexpected=True,
-                    ignore_errors=True,
-                )
+                response = _ask(nameserver, dns.message.make_query(qname, qtype), min(self.timeout, remaining))
+                return _answer(name, rdtype, response)
             except dns.exception.Timeout:
                 metrics.DNS_TIMEOUTS.inc()
-                last = f"timeout from {host}:{port}"
-                continue
+                last = f"timeout from {nameserver}"
             except (dns.exception.DNSException, OSError, EOFError, ValueError) as exc:
                 metrics.DNS_ERRORS.inc()
-                last = f"{type(exc).__name__} from {host}:{port}"
-                continue
-            rcode = response.rcode()
-            if rcode == dns.rcode.NXDOMAIN:
-                expires = time.monotonic() + _negative_ttl(response)
-                return Answer(name, rdtype, True, self._records(response), expires)
-            if rcode != dns.rcode.NOERROR:
-                metrics.DNS_ERRORS.inc()
-                last = f"{dns.rcode.to_text(rcode)} from {host}:{port}"
-                continue
-            records = self._records(response)
-            if _cname_loop(name, records):
-                metrics.DNS_ERRORS.inc()
-                raise DNSTempError(f"{name}/{rdtype}: CNAME loop")
-            ttl = min((rrset.ttl for rrset in response.answer), default=None)
-            return Answer(name, rdtype, False, records, time.monotonic() + _clamp_ttl(ttl, response))
+                last = f"{exc if isinstance(exc, _Rcode) else type(exc).__name__} from {nameserver}"
         raise DNSTempError(f"{name}/{rdtype}: {last}")
 
-    @staticmethod
-    def _records(response: dns.message.Message) -> tuple[Record, ...]:
-        out: list[Record] = []
-        for rrset in response.answer:
-            owner = rrset.name.to_text(omit_final_dot=True).lower()
-            rtype = dns.rdatatype.to_text(rrset.rdtype)
-            for rdata in rrset:
-                out.append(Record(owner, rtype, _value(rtype, rdata)))
-        return tuple(out)
+
+class _Rcode(dns.exception.DNSException):
+    """An answer whose rcode is an error (SERVFAIL, REFUSED, ...): the next nameserver is asked."""
 
 
-def _value(rtype: str, rdata: object) -> object:
-    if rtype in ("A", "AAAA"):
+def _ask(nameserver: dns.nameserver.Nameserver, query: dns.message.QueryMessage, timeout: float) -> dns.message.Message:
+    """One query to one nameserver within `timeout`: over UDP and again over TCP if the answer was truncated."""
+    deadline = time.monotonic() + timeout
+    try:
+        return nameserver.query(query, timeout, None, 0, max_size=False)
+    except dns.message.Truncated:
+        return nameserver.query(query, max(deadline - time.monotonic(), 0.001), None, 0, max_size=True)
+
+
+def _answer(name: str, rdtype: str, response: dns.message.Message) -> Answer:
+    """The records of the CNAME chain from `name` and what it ends in (dnspython's chaining: a loop or an overlong
+    chain raises), kept for their smallest TTL (for a negative answer: the SOA's, RFC 2308)."""
+    rcode = response.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        raise _Rcode(dns.rcode.to_text(rcode))
+    assert isinstance(response, dns.message.QueryMessage)
+    chain = response.resolve_chaining()
+    records = tuple(
+        Record(rrset.name.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(rrset.rdtype), _value(rdata))
+        for rrset in (*chain.cnames, *([chain.answer] if chain.answer is not None else []))
+        for rdata in rrset
+    )
+    expires = time.monotonic() + min(chain.minimum_ttl, MAX_TTL)
+    return Answer(name, rdtype, rcode == dns.rcode.NXDOMAIN, records, expires)
+
+
+def _value(rdata: dns.rdata.Rdata) -> object:
+    rtype = rdata.rdtype
+    if rtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         return rdata.address  # type: ignore[attr-defined]
-    if rtype in ("CNAME", "PTR"):
+    if rtype in (dns.rdatatype.CNAME, dns.rdatatype.PTR):
         return rdata.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
-    if rtype in ("TXT", "SPF"):
+    if rtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
         return tuple(rdata.strings)  # type: ignore[attr-defined]
-    if rtype == "MX":
+    if rtype == dns.rdatatype.MX:
         return (rdata.preference, rdata.exchange.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined]
-
-
-def _cname_loop(name: str, records: tuple[Record, ...]) -> bool:
-    """Whether the CNAME chain from `name` in this answer comes back on itself (RFC 1034 §3.6.2)."""
-    targets = {r.name: str(r.value).lower() for r in records if r.rdtype == "CNAME"}
-    seen = {name}
-    while name in targets:
-        name = targets[name]
-        if name in seen:
-            return True
-        seen.add(name)
-    return False
-
-
-def _negative_ttl(response: dns.message.Message) -> float:
-    for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA:
-            return float(min(rrset.ttl, rrset[0].minimum, MAX_TTL))
-    return NEGATIVE_TTL_DEFAULT
-
-
-def _clamp_ttl(ttl: int | None, response: dns.message.Message) -> float:
-    if ttl is None:  # NOERROR, no data
-        return _negative_ttl(response)
-    return float(min(ttl, MAX_TTL))
+    return rdata.to_text()

@@ -23,6 +23,7 @@ from .policy import ACCEPT, Decision, decide
 from .review import Review
 from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
 from .session import Envelope, Session
+from .upstreams import nameservers
 from .verdicts import Verdicts
 
 DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
@@ -55,7 +56,8 @@ class Engine:
     def from_config(cls, config: Config, bounces: bool = True) -> Engine:
         """The engine for a configuration; raises ModelError/OSError for a bounce model that cannot load."""
         dns = config.dns
-        resolver = Resolver(list(dns.nameservers) or None, timeout=dns.timeout, cache_size=dns.cache_size)
+        upstreams = nameservers(dns.nameservers, dns.tls_ca_file)
+        resolver = Resolver(upstreams, timeout=dns.timeout, cache_size=dns.cache_size)
         classifier = review = None
         if bounces and config.bounce.enabled:
             classifier = BounceClassifier.load(config.bounce.model or None)

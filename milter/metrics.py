@@ -17,6 +17,7 @@ DNS_CACHE_HITS = Counter("mailwarden_dns_cache_hits", "DNS lookups answered from
 VERDICT_CACHE_HITS = Counter("mailwarden_verdict_cache_hits", "Check results reused while their DNS answers were valid")
 DNS_TIMEOUTS = Counter("mailwarden_dns_timeouts", "DNS queries that timed out or ran out of budget")
 DNS_ERRORS = Counter("mailwarden_dns_errors", "DNS answers that were errors (SERVFAIL, REFUSED, garbage, loops)")
+DNS_TLS_CONNECTIONS = Counter("mailwarden_dns_tls_connections", "DNS-over-TLS connections opened (a handshake each)")
 RELOADS = Counter("mailwarden_reloads", "SIGHUP reloads", ["outcome"])
 SESSIONS_OPEN = Gauge("mailwarden_sessions_open", "SMTP sessions the milter is serving now")
 STAGE_SECONDS = Histogram(

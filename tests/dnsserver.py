@@ -14,6 +14,7 @@ import contextlib
 import socket
 from collections.abc import Iterable
 
+import dns.nameserver
 from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSRecord
 from dnslib.server import DNSHandler, DNSServer
 
@@ -150,6 +151,10 @@ class TestDNSServer:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def nameserver(self) -> dns.nameserver.Do53Nameserver:
+        """This server as the resolver's plain-DNS nameserver."""
+        return dns.nameserver.Do53Nameserver("127.0.0.1", self.port)
 
     def load(self, zone: Zone, ttl: int | None = None) -> None:
         """Serve another zone from now on."""

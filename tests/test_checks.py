@@ -11,6 +11,7 @@ from mailwarden.checks.spf import SpfCheck, _current_dns
 from mailwarden.config import Config, DnsConfig
 from mailwarden.dns import Budget, Resolver
 from mailwarden.engine import Engine
+from mailwarden.upstreams import Upstream
 
 from .dnsserver import TestDNSServer, reverse_name
 
@@ -44,7 +45,7 @@ def server():
 
 @pytest.fixture
 def dns(server) -> DnsContext:
-    return DnsContext(Resolver([("127.0.0.1", server.port)], timeout=0.3), Budget(5))
+    return DnsContext(Resolver([server.nameserver()], timeout=0.3), Budget(5))
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,8 @@ def test_ipv6_client_is_checked_with_aaaa_and_ip6(dns):
 
 
 def test_dns_server_down_gives_temperror_verdicts_within_the_budget():
-    config = Config(trusted_networks=(), dns=DnsConfig(nameservers=(("127.0.0.1", 9),), timeout=0.2, budget=1.0))
+    dns = DnsConfig(nameservers=(Upstream("127.0.0.1", 9),), timeout=0.2, budget=1.0)
+    config = Config(trusted_networks=(), dns=dns)
     session, envelope = Engine.from_config(config).check("192.0.2.1", "host.test", "user@host-spf.test")
     assert session.results["iprev"].result == "temperror"
     assert {r.result for r in envelope.results.values()} == {"temperror"}

@@ -65,9 +65,9 @@ def suite_dns():
 @pytest.mark.parametrize(("zone", "test"), cases())
 def test_spf_suite_case(suite_dns: TestDNSServer, zone: Zone, test: dict) -> None:
     suite_dns.load(zone)
-    dns = DnsConfig(nameservers=(("127.0.0.1", suite_dns.port),), timeout=0.2, budget=5.0)
+    dns = DnsConfig(timeout=0.2, budget=5.0)
     config = Config(authserv_id="mx.test", trusted_networks=(), dns=dns)
-    engine = Engine(config, Resolver(list(dns.nameservers), timeout=dns.timeout))
+    engine = Engine(config, Resolver([suite_dns.nameserver()], timeout=dns.timeout))
     report = check_report(engine, str(test["host"]), test["helo"], test.get("mailfrom", ""))
     expected = test["result"] if isinstance(test["result"], list) else [test["result"]]
     spf = report["spf"]["mailfrom"]

@@ -30,9 +30,9 @@ def server():
 
 
 def engine_for(server: TestDNSServer, cache_size: int = 1000) -> Engine:
-    dns = DnsConfig(nameservers=(("127.0.0.1", server.port),), timeout=0.3, budget=1.0, cache_size=cache_size)
+    dns = DnsConfig(timeout=0.3, budget=1.0, cache_size=cache_size)
     config = Config(trusted_networks=(), dns=dns)
-    return Engine(config, Resolver(list(dns.nameservers), timeout=dns.timeout, cache_size=0))
+    return Engine(config, Resolver([server.nameserver()], timeout=dns.timeout, cache_size=0))
 
 
 def results_of(engine: Engine, sender: str) -> dict[str, str]:
