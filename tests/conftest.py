@@ -11,6 +11,7 @@ import pytest
 
 from .dnsserver import TestDNSServer, Zone, free_port, reverse_name
 from .postfix import POSTFIX, Daemon, Postfix, make_base_dir
+from .tlscerts import TestCA
 
 AUTHSERV_ID = "mx.mailwarden.test"
 
@@ -68,6 +69,12 @@ def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = No
     """The e2e daemon configuration, with fresh ports, for a stack rooted at `base` (unix socket by default)."""
     return DAEMON_CONFIG.format(socket=socket or milter_sockets(base)[0], mta=mta, authserv_id=AUTHSERV_ID,
                                 dns_port=dns_server.port, metrics_port=free_port())  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    """A private CA for the DNS-over-TLS endpoints of the tests ([dns] tls_ca_file)."""
+    return TestCA(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,233 @@
+"""DNS over TLS against a real DoT endpoint on loopback (tests/dotserver.py, TLS with certificates the tests
+make, in front of the test DNS server): the same answers and verdicts as over UDP, one handshake for many
+lookups, pipelining, refused certificates, and every fault of a broken upstream ending in a result within
+the budget, never an exception."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from dns.nameserver import Do53Nameserver
+from prometheus_client import REGISTRY
+
+from mailwarden.checks.base import DnsContext, Subject
+from mailwarden.checks.iprev import IprevCheck
+from mailwarden.dns import Budget, DNSTempError, Resolver
+from mailwarden.dot import TlsNameserver, tls_context
+
+from .dnsserver import TestDNSServer, free_port, reverse_name
+from .dotserver import DoTRelay
+from .reliability.hostiledns import Blackhole
+from .tlscerts import TestCA
+
+AUTH_NAME = "dns.test"
+TIMEOUT = 0.4
+
+ZONE = {
+    "a.test": [("A", "192.0.2.1"), ("AAAA", "2001:db8::1")],
+    "alias.test": [("CNAME", "a.test")],
+    "dangling.test": [("CNAME", "nowhere.test")],
+    "loop1.test": [("CNAME", "loop2.test")],
+    "loop2.test": [("CNAME", "loop1.test")],
+    "text.test": [("TXT", ["v=spf1 ", "ip4:192.0.2.1 -all"]), ("MX", (10, "a.test"))],
+    "big.test": [("TXT", f"v=spf1 ip4:192.0.2.{i} -all") for i in range(40)],  # over 512 bytes: TCP over UDP
+    "hang.test": [("TIMEOUT", None)],
+    "servfail.test": [("SERVFAIL", None)],
+    # IPREV, one client per RFC 8601 result
+    reverse_name("192.0.2.1"): [("PTR", "a.test")],
+    reverse_name("192.0.2.2"): [("PTR", "a.test")],  # a.test does not map back to .2
+    reverse_name("192.0.2.3"): [("PTR", "nowhere.test")],
+    reverse_name("192.0.2.4"): [("TIMEOUT", None)],
+    reverse_name("192.0.2.5"): [("SERVFAIL", None)],
+    reverse_name("192.0.2.6"): [("PTR", "hang.test")],
+    reverse_name("192.0.2.7"): [("TXT", "no PTR here")],
+    reverse_name("192.0.2.8"): [("PTR", "hang.test"), ("PTR", "back.test")],
+    "back.test": [("A", "192.0.2.8")],
+    reverse_name("2001:db8::1"): [("PTR", "a.test")],
+}
+LOOKUPS = [("a.test", "A"), ("a.test", "AAAA"), ("alias.test", "A"), ("dangling.test", "A"), ("nowhere.test", "A"),
+           ("a.test", "TXT"), ("text.test", "TXT"), ("text.test", "MX"), ("big.test", "TXT"),
+           (reverse_name("192.0.2.8"), "PTR")]  # fmt: skip
+IPREV = {"192.0.2.1": "pass", "192.0.2.2": "fail", "192.0.2.3": "fail", "192.0.2.4": "temperror",
+         "192.0.2.5": "temperror", "192.0.2.6": "temperror", "192.0.2.7": "permerror", "192.0.2.9": "permerror",
+         "192.0.2.8": "pass", "2001:db8::1": "pass"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TestDNSServer]:
+    server = TestDNSServer(ZONE, ttl=60).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def relay(server: TestDNSServer, test_ca: TestCA) -> Iterator[DoTRelay]:
+    """A fresh DoT endpoint for each test: its counters are the test's own."""
+    relay = DoTRelay(server.port, test_ca.issue(AUTH_NAME)).start()
+    yield relay
+    relay.close()
+
+
+def tls(relay: DoTRelay | int, ca: TestCA | None, name: str = AUTH_NAME) -> TlsNameserver:
+    port = relay.port if isinstance(relay, DoTRelay) else relay
+    return TlsNameserver("127.0.0.1", port, name, tls_context(str(ca.pem) if ca else ""))
+
+
+@pytest.fixture
+def log() -> Iterator[list[str]]:
+    """The event names mailwarden logs during the test."""
+    events: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: events.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("mailwarden")
+    logger.addHandler(handler)
+    yield events
+    logger.removeHandler(handler)
+
+
+def test_answers_over_tls_are_the_answers_over_udp(server, relay, test_ca):
+    over_udp = Resolver([server.nameserver()], timeout=TIMEOUT)
+    over_tls = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    for name, rdtype in LOOKUPS:
+        udp, dot = over_udp.lookup(name, rdtype, Budget(5)), over_tls.lookup(name, rdtype, Budget(5))
+        assert (dot.nxdomain, dot.records) == (udp.nxdomain, udp.records), (name, rdtype)
+    assert len(over_tls.lookup("big.test", "TXT", Budget(5)).values()) == 40
+    for name in ("hang.test", "servfail.test", "loop1.test"):
+        with pytest.raises(DNSTempError):
+            over_tls.lookup(name, "A", Budget(5))
+
+
+def test_iprev_verdicts_over_tls_are_the_verdicts_over_udp(server, relay, test_ca):
+    for nameserver in (server.nameserver(), tls(relay, test_ca)):
+        resolver = Resolver([nameserver], timeout=TIMEOUT)
+        verdicts = {ip: IprevCheck().run(Subject(ip=ip), DnsContext(resolver, Budget(5))).result for ip in IPREV}
+        assert verdicts == IPREV, nameserver
+
+
+def test_one_handshake_serves_every_lookup_in_turn(relay, test_ca):
+    resolver = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    connections = REGISTRY.get_sample_value("mailwarden_dns_tls_connections_total")
+    for i in range(50):
+        resolver.lookup(f"n{i}.test", "A", Budget(5))
+    assert (relay.handshakes, relay.queries) == (1, 50)
+    assert REGISTRY.get_sample_value("mailwarden_dns_tls_connections_total") == connections + 1
+
+
+def test_concurrent_lookups_are_pipelined_on_one_connection(relay, test_ca):
+    resolver = Resolver([tls(relay, test_ca)], timeout=2.0)
+    relay.delay = 0.05  # every answer late, so that the queries of all threads are on the wire together
+    answers: dict[int, list[object]] = {}
+
+    def lookup(i: int) -> None:
+        answers[i] = resolver.lookup("a.test" if i % 2 else f"n{i}.test", "A", Budget(5)).values()
+
+    threads = [threading.Thread(target=lookup, args=(i,)) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {i: ["192.0.2.1"] if i % 2 else [] for i in range(30)}
+    assert relay.handshakes == 1
+    assert relay.most_in_flight > 10
+    assert relay.queries == 16  # a.test asked once: the other 14 threads shared the lookup in flight
+
+
+@pytest.mark.parametrize("bad", ["other name", "expired", "unknown CA"])
+def test_a_refused_certificate_is_logged_once_and_the_next_upstream_answers(server, test_ca, tmp_path, log, bad):
+    if bad == "unknown CA":
+        cert = TestCA(tmp_path, "someone else's CA").issue(AUTH_NAME)
+    else:
+        cert = test_ca.issue("other.test" if bad == "other name" else AUTH_NAME, expired=bad == "expired")
+    impostor = DoTRelay(server.port, cert).start()
+    good = DoTRelay(server.port, test_ca.issue(AUTH_NAME)).start()
+    try:
+        resolver = Resolver([tls(impostor, test_ca), tls(good, test_ca)], timeout=TIMEOUT)
+        for i in range(5):
+            assert resolver.lookup(f"n{i}.test", "A", Budget(5)).nxdomain
+        assert impostor.queries == 0 and impostor.handshakes == 0  # not a single query reached it
+        assert (good.handshakes, good.queries) == (1, 5)
+        assert log.count("dns-tls-refused") == 1
+    finally:
+        impostor.close()
+        good.close()
+
+
+def test_without_the_private_ca_the_upstream_is_refused(relay):
+    resolver = Resolver([tls(relay, None)], timeout=TIMEOUT)
+    with pytest.raises(DNSTempError, match="SSLCertVerificationError"):
+        resolver.lookup("a.test", "A", Budget(5))
+    assert relay.queries == 0
+
+
+@pytest.mark.parametrize("fault", ["close-mid-answer", "wrong-id", "slow"])
+def test_a_broken_upstream_gives_a_temporary_error_within_the_budget(relay, test_ca, fault):
+    relay.fault, relay.delay = (fault, 0.0) if fault != "slow" else ("", 5.0)
+    resolver = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    budget = Budget(1.0)
+    start = time.monotonic()
+    with pytest.raises(DNSTempError):
+        resolver.lookup("a.test", "A", budget)
+    with pytest.raises(DNSTempError):
+        resolver.lookup("a.test", "AAAA", budget)
+    assert time.monotonic() - start < budget.seconds + 0.3
+    relay.fault, relay.delay = "", 0.0
+    assert resolver.lookup("a.test", "TXT", Budget(5)).values() == []  # the same resolver works again
+
+
+@pytest.mark.parametrize("fault", ["close-mid-answer", "wrong-id", "slow", "down", "blackhole"])
+def test_the_next_upstream_answers_when_the_first_is_broken(server, relay, test_ca, fault):
+    blackhole = Blackhole()
+    first = {"down": free_port(), "blackhole": blackhole.port}.get(fault, relay)
+    if fault in ("close-mid-answer", "wrong-id"):
+        relay.fault = fault
+    elif fault == "slow":
+        relay.delay = 5.0
+    try:
+        resolver = Resolver([tls(first, test_ca), server.nameserver()], timeout=TIMEOUT)
+        start = time.monotonic()
+        assert resolver.lookup("a.test", "A", Budget(2)).values() == ["192.0.2.1"]
+        assert time.monotonic() - start < TIMEOUT + 0.3
+    finally:
+        blackhole.close()
+
+
+def test_a_killed_upstream_is_reconnected_when_it_is_back(relay, test_ca):
+    resolver = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    assert resolver.lookup("a.test", "A", Budget(5)).values() == ["192.0.2.1"]
+    relay.stop()
+    with pytest.raises(DNSTempError):
+        resolver.lookup("a.test", "AAAA", Budget(5))
+    relay.start()
+    assert resolver.lookup("a.test", "AAAA", Budget(5)).values() == ["2001:db8::1"]
+    assert relay.handshakes == 2
+
+
+def test_an_upstream_closing_its_connections_costs_no_lookup(relay, test_ca, log):
+    relay.fault = "close-after-answer"  # as servers close idle connections: here after every answer
+    resolver = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    for i in range(10):
+        assert resolver.lookup(f"n{i}.test", "A", Budget(5)).nxdomain
+        time.sleep(0.01)  # the close arrives either before the next query or while it is on the wire
+    assert relay.handshakes == 10
+    assert [e for e in log if e.startswith("dns-tls")] == []
+
+
+def test_a_discarded_resolver_closes_its_connection(relay, test_ca):
+    resolver = Resolver([tls(relay, test_ca)], timeout=TIMEOUT)
+    resolver.lookup("a.test", "A", Budget(5))
+    reader = next(t for t in threading.enumerate() if t.name.startswith("dot-reader") and str(relay.port) in t.name)
+    del resolver
+    gc.collect()
+    reader.join(2)
+    assert not reader.is_alive()
+
+
+def test_plain_and_tls_upstreams_are_asked_in_order(server, relay, test_ca):
+    resolver = Resolver([Do53Nameserver("127.0.0.1", free_port()), tls(relay, test_ca)], timeout=TIMEOUT)
+    assert resolver.lookup("a.test", "A", Budget(5)).values() == ["192.0.2.1"]
+    assert relay.queries == 1
