@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 
-from dnslib import PTR, QTYPE, RR, TXT, DNSRecord
+from dnslib import PTR, QTYPE, RR, TXT, DNSLabel, DNSRecord
 from dnslib.server import DNSServer
 
 from ..dnsserver import TestDNSServer, Zone, ZoneResolver, _Handler, _Quiet, free_port
@@ -28,7 +28,14 @@ class HostileResolver(ZoneResolver):
     def resolve(self, request: DNSRecord, handler) -> DNSRecord:
         qname = b".".join(request.q.qname.label).decode("utf-8", "replace").lower()
         self.transports.append((qname, QTYPE[request.q.qtype], handler.protocol))
-        return super().resolve(request, handler)
+        reply = super().resolve(request, handler)
+        # dnslib writes an owner name given as text with 8-bit characters in IDNA form (xn--...): answer with the
+        # name as asked, as a real server does (the resolver ignores records of a name it did not ask for)
+        asked = DNSLabel(qname)
+        for record in reply.rr:
+            if record.rname == asked:
+                record.rname = request.q.qname
+        return reply
 
     def special(self, request: DNSRecord) -> str | None:
         qname = b".".join(request.q.qname.label).decode("utf-8", "replace").lower()
