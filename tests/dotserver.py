@@ -5,8 +5,10 @@ every query is relayed as a task of its own to the test server (`tests/dnsserver
 answer written back when it comes, so pipelined queries are answered in whatever order they finish, as a
 real server may. An unanswered query (a TIMEOUT record) gets no answer. The relay counts handshakes and queries,
 and plays the faults of a broken upstream: `fault = "close-mid-answer"` (half an answer, then the connection
-is closed), `"wrong-id"` (every answer carries another query id), `"close-after-answer"` (the connection is
-closed after each answer, as an upstream closing idle connections does); `delay` makes every answer late.
+is closed), `"wrong-id"` (every answer carries another query id), `"one-answer"` (a connection's second
+query makes the upstream close it unanswered, as an idle close crossing a query on the wire does), `"mute"`
+(connections opened now never answer, as over a link that died without a word); `delay` makes every answer
+late.
 `stop()` kills it (listener and every connection); `start()` brings it back on the same port.
 """
 
@@ -71,29 +73,33 @@ class DoTRelay:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.handshakes += 1
         self._writers.add(writer)
+        mute = self.fault == "mute"
         in_flight = [0]
         tasks = set()
         try:
             while True:
                 length = await reader.readexactly(2)
                 query = await reader.readexactly(int.from_bytes(length, "big"))
+                if self.fault == "one-answer" and tasks:
+                    raise OSError("closing with a query unanswered")
                 self.queries += 1
                 in_flight[0] += 1
                 self.most_in_flight = max(self.most_in_flight, in_flight[0])
+                if mute:
+                    continue
                 task = asyncio.create_task(self._answer(writer, query, in_flight))
                 tasks.add(task)
-                task.add_done_callback(tasks.discard)
         except (OSError, asyncio.IncompleteReadError):
             self._writers.discard(writer)
             writer.transport.abort()
 
     async def _answer(self, writer: asyncio.StreamWriter, query: bytes, in_flight: list[int]) -> None:
         answer = await self._ask(query)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         in_flight[0] -= 1
         if answer is None or writer.is_closing():
             return
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self.fault == "wrong-id":
             answer = ((int.from_bytes(answer[:2], "big") + 1) % 65536).to_bytes(2, "big") + answer[2:]
         frame = len(answer).to_bytes(2, "big") + answer
@@ -104,8 +110,6 @@ class DoTRelay:
             writer.transport.abort()
             return
         writer.write(frame)
-        if self.fault == "close-after-answer":
-            writer.close()
 
     async def _ask(self, query: bytes) -> bytes | None:
         """The test server's answer over TCP, None when it gives none (its TIMEOUT records)."""
