@@ -147,14 +147,16 @@ def write_reliability_png(curves: dict[str, list[tuple[float, float, int]]], pat
     plt.close(fig)
 
 
-def per_family(oof: OutOfFold, predicted: list[str]) -> list[tuple[str, float, float, int]]:
-    """(family, per-e-mail accuracy, per-recipient accuracy, recipients) of one condition."""
-    rows = []
-    for family in sorted({e.family for e in oof.examples}):
-        members = [(e, p) for e, p in zip(oof.examples, predicted, strict=True) if e.family == family]
-        s = score([e for e, _ in members], [p for _, p in members])
-        rows.append((family, s.email_accuracy, s.recipient_accuracy, s.recipients))
-    return rows
+def per_group(oof: OutOfFold, predicted: list[str], key: Callable[[Example], str]) -> list[tuple[str, Scores]]:
+    """Scores of one condition per group of examples (per source, per MTA family)."""
+    groups: dict[str, list[tuple[Example, str]]] = defaultdict(list)
+    for example, guess in zip(oof.examples, predicted, strict=True):
+        groups[key(example)].append((example, guess))
+    return [(name, score([e for e, _ in members], [p for _, p in members])) for name, members in sorted(groups.items())]
+
+
+def source_of(example: Example) -> str:
+    return example.family.split("/", 1)[0]
 
 
 def load(roots: list[Path], corrected: bool) -> list[Example]:
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, help="grouped k-fold instead of leave-one-family-out")
     parser.add_argument("--original-labels", action="store_true", help="ignore the corpora's corrections.jsonl")
     parser.add_argument("--reworded", type=Path, help="directory of hand-reworded diagnostics (another condition)")
-    parser.add_argument("--families", action="store_true", help="print the per-family table")
+    parser.add_argument("--families", action="store_true", help="also print the per-family table (as is)")
     parser.add_argument("--png", type=Path, help="confusion matrix (as is) of the calibrated decisions")
     parser.add_argument("--reliability-png", type=Path, help="reliability diagram before and after calibration")
     args = parser.parse_args(argv)
@@ -183,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         predicted, _ = decisions(oof, name, temperature)
         results[name] = score(oof.examples, predicted)
         print(format_scores(results[name], f"grouped CV, {name}"))
-    if args.families:
-        predicted, _ = decisions(oof, "as-is", temperature)
-        print(f"{'family':<40} {'e-mail':>7} {'recip.':>7} {'n':>4}")
-        for family, email, recipient, n in per_family(oof, predicted):
-            print(f"{family:<40} {email:>7.3f} {recipient:>7.3f} {n:>4}")
+    predicted, _ = decisions(oof, "as-is", temperature)
+    tables = [("source", source_of)] + ([("family", lambda e: e.family)] if args.families else [])
+    for title, key in tables:
+        print(f"{title:<40} {'e-mails':>7} {'e-mail':>7} {'recip.':>7} {'n':>4}")
+        for name, s in per_group(oof, predicted, key):
+            print(f"{name:<40} {s.emails:>7} {s.email_accuracy:>7.3f} {s.recipient_accuracy:>7.3f} {s.recipients:>4}")
     curves = {}
     for name, t in (("uncalibrated", 1.0), (f"temperature {temperature:.2f}", temperature)):
         predicted, confidences = decisions(oof, "as-is", t, threshold=0.0)

@@ -156,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--part", default="dev")
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--original-labels", action="store_true", help="ignore the corpus's corrections.jsonl")
+    parser.add_argument("--reworded", type=Path, help="directory of hand-reworded diagnostics (another condition)")
     parser.add_argument("--png", type=Path, help="confusion matrix of the as-is run")
     args = parser.parse_args(argv)
     classifier = BounceClassifier.load(args.model)
-    examples = list(corpus_examples(args.corpus, args.part))
-    for name in PERTURBATIONS:
-        varied = perturbed(examples, name)
+    examples = list(corpus_examples(args.corpus, args.part, corrected=not args.original_labels))
+    conditions = {name: perturbed(examples, name) for name in PERTURBATIONS}
+    if args.reworded:
+        conditions["reworded"] = reworded(examples, load_rewordings(args.reworded))
+    for name, varied in conditions.items():
         scores = score(varied, predict(classifier, varied))
         print(format_scores(scores, f"{args.part} {name} (model {classifier.model_id})"))
         if args.png and name == "as-is":

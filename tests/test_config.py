@@ -26,7 +26,7 @@ def test_empty_file_gives_the_built_in_defaults():
     assert config.mta == "postfix"
     assert config.is_trusted("127.0.0.1") and config.is_trusted("::1") and not config.is_trusted("192.0.2.1")
     assert set(config.policy.values()) == {"accept"}
-    assert config.bounce.review_below == 0.5
+    assert config.bounce.review_below == 0.3
     assert config.events.store == "/var/lib/mailwarden/events.sqlite"
 
 

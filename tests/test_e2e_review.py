@@ -69,7 +69,9 @@ def stack(dns_server, request):
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("stack", ['\n[events]\nstore = "{base}/events.sqlite"\n'], indirect=True)
+# The review threshold is set here, not taken from the default, so the test does not hang on the default's value.
+@pytest.mark.parametrize("stack", ['\n[bounce]\nreview_below = 0.5\n[events]\nstore = "{base}/events.sqlite"\n'],
+                         indirect=True)
 def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
     base, daemon, postfix = stack
     config = str(daemon.config)
@@ -96,7 +98,7 @@ def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
     model = base / "taught.onnx"
     mailwarden("train", "--base", "default", "--add", str(labelled), "--out", str(model))
     model_id = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
-    daemon.config.write_text(daemon.config.read_text() + f'\n[bounce]\nmodel = "{model}"\n')
+    daemon.config.write_text(daemon.config.read_text().replace("[bounce]\n", f'[bounce]\nmodel = "{model}"\n'))
     daemon.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: f"bounce_model={model_id}" in daemon.log(), 30, "the reload with the taught model")
 
@@ -109,7 +111,8 @@ def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
     assert mailwarden("bounces", "review", "--config", config, "--json").stdout == ""  # placed: nothing new kept
 
 
-@pytest.mark.parametrize("stack", ['\n[events]\nstore = "{base}/no/such/dir/events.sqlite"\n'], indirect=True)
+@pytest.mark.parametrize(
+    "stack", ['\n[bounce]\nreview_below = 0.5\n[events]\nstore = "{base}/no/such/dir/events.sqlite"\n'], indirect=True)
 def test_a_store_that_cannot_be_opened_never_stops_mail(stack):
     base, daemon, postfix = stack
     for _ in range(2):
