@@ -221,3 +221,16 @@ def test_pathological_bodies_are_analysed_in_bounded_time(analyse, make_bounce, 
     report = analyse(make_bounce(body.decode(), content_type=ctype))
     assert time.perf_counter() - started < 2.0
     assert len(report.recipients) <= 100
+
+
+def test_a_report_naming_ten_thousand_recipients_is_labelled_in_bounded_time_and_size(analyse):
+    groups = "".join(f"\nFinal-Recipient: rfc822; u{i}@example.com\nAction: failed\nStatus: 5.1.1\n"
+                     f"Diagnostic-Code: smtp; 550 5.1.1 user unknown\n" for i in range(10_000))
+    failed = ", ".join(f"u{i}@example.com" for i in range(10_000))
+    raw = _dsn("b", "b").replace(b"\n\n--b--", groups.encode() + b"\n--b--").replace(
+        b"\n\n", f"\nX-Failed-Recipients: {failed}\n\n".encode(), 1)
+    started = time.perf_counter()
+    report = analyse(raw)
+    assert time.perf_counter() - started < 2.0
+    assert report.bounce and 1 <= len(report.recipients) <= 100
+    assert {v.category for v in report.recipients} == {"bad-mailbox"}
