@@ -1,14 +1,17 @@
 """The openspf RFC 7208 and RFC 4408 conformance suites, run through `mailwarden check`'s code path
-against the loopback DNS server, every test, no allow-list: over UDP, and over DNS over TLS."""
+against the loopback DNS server, every test, no allow-list: over UDP, and over DNS over TLS (through Debian's
+unbound, and through the tests' TLS relay)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import spf as spf_lib
 import yaml
 from dns.nameserver import Nameserver
+from prometheus_client import REGISTRY
 
 from mailwarden.cli import check_report
 from mailwarden.config import Config, DnsConfig
@@ -19,6 +22,7 @@ from mailwarden.engine import Engine
 from .dnsserver import TestDNSServer, Zone
 from .dotserver import DoTRelay
 from .tlscerts import TestCA
+from .unbound import UnboundDoT
 
 SUITE_DIR = Path(__file__).parent / "spf-suite"
 
@@ -66,19 +70,26 @@ def suite_dns():
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["udp", "tls"])
-def suite_nameserver(request: pytest.FixtureRequest, suite_dns: TestDNSServer, test_ca: TestCA):
-    """The suite's DNS server asked over UDP (TCP on truncation), or through a DoT endpoint in front of it over
-    one TLS connection that every case shares."""
+@pytest.fixture(scope="module", params=["udp", "tls-unbound", "tls-relay"])
+def suite_nameserver(request: pytest.FixtureRequest, suite_dns: TestDNSServer, test_ca: TestCA,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nameserver]:  # fmt: skip
+    """The suite's DNS server asked over UDP (TCP on truncation), or over DNS over TLS through Debian's unbound or
+    the tests' own TLS relay in front of it, one connection shared by every case."""
     if request.param == "udp":
         yield suite_dns.nameserver()
         return
-    relay = DoTRelay(suite_dns.port, test_ca.issue("suite.dns.test")).start()
-    yield TlsNameserver("127.0.0.1", relay.port, "suite.dns.test", tls_context(str(test_ca.pem)))
-    relay.close()
-    print(f"suites over TLS: {relay.queries} queries, {relay.handshakes} handshakes")
-    # Every lookup went through the endpoint; a new handshake only after a query the suite makes time out.
-    assert relay.queries > 1000 and relay.handshakes < 30
+    cert = test_ca.issue("suite.dns.test")
+    if request.param == "tls-unbound":
+        endpoint: UnboundDoT | DoTRelay = UnboundDoT(suite_dns.port, cert, tmp_path_factory.mktemp("unbound")).start()
+    else:
+        endpoint = DoTRelay(suite_dns.port, cert).start()
+    connections = REGISTRY.get_sample_value("mailwarden_dns_tls_connections_total")
+    yield TlsNameserver("127.0.0.1", endpoint.port, "suite.dns.test", tls_context(str(test_ca.pem)))
+    endpoint.close()
+    opened = REGISTRY.get_sample_value("mailwarden_dns_tls_connections_total") - connections
+    print(f"SPF suites over {request.param}: {opened} TLS connections")
+    # One connection for all; a new one only after a query times out with nothing received on the connection.
+    assert 0 < opened < 30
 
 
 @pytest.mark.parametrize(("zone", "test"), cases())
