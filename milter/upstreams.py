@@ -52,8 +52,10 @@ def parse_nameserver(spec: str) -> Upstream:
     else:
         where = spec
     if where.startswith("["):
-        host, _, rest = where[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else rest
+        host, _, port = where[1:].partition("]")
+        if port and not port.startswith(":"):
+            raise ValueError(f"nameserver {spec!r} has an invalid port")
+        port = port[1:]
     elif where.count(":") == 1:
         host, port = where.split(":")
     else:

@@ -7,7 +7,10 @@ the budget, never an exception."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -274,3 +277,17 @@ def test_plain_and_tls_upstreams_are_asked_in_order(server, relay, test_ca):
     resolver = Resolver([Do53Nameserver("127.0.0.1", free_port()), tls(relay, test_ca)], timeout=TIMEOUT)
     assert resolver.lookup("a.test", "A", Budget(5)).values() == ["192.0.2.1"]
     assert relay.queries == 1
+
+
+def test_check_command_asks_a_tls_upstream_and_reports_what_udp_gives(server, endpoint, test_ca, tmp_path):
+    config = tmp_path / "mailwarden.toml"
+    config.write_text(f'[dns]\ntls_ca_file = "{test_ca.pem}"\n')
+    reports = []
+    for dns in (server.address, f"tls://127.0.0.1:{endpoint.port}#{AUTH_NAME}"):
+        proc = subprocess.run([sys.executable, "-m", "mailwarden.cli", "check", "--ip", "192.0.2.1", "--helo", "a.test",
+                               "--sender", "someone@text.test", "--dns", dns, "--config", str(config), "--json"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        reports.append(json.loads(proc.stdout))
+    assert reports[1] == reports[0]
+    assert (reports[1]["iprev"]["result"], reports[1]["spf"]["mailfrom"]["result"]) == ("pass", "pass")
