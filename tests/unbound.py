@@ -24,6 +24,7 @@ LOCAL_ZONES = ("test.", "invalid.", "localhost.", "2.0.192.in-addr.arpa.", "100.
 CONFIG = """\
 server:
   interface: 127.0.0.1@{port}
+  interface: 127.0.0.1@{plain_port}
   tls-port: {port}
   tls-service-key: "{key}"
   tls-service-pem: "{cert}"
@@ -40,7 +41,7 @@ server:
   access-control: 127.0.0.0/8 allow
   do-not-query-localhost: no
   module-config: "iterator"
-  cache-max-ttl: 0
+  cache-max-ttl: {cache_max_ttl}
   cache-max-negative-ttl: 0
   rrset-roundrobin: no
   minimal-responses: no
@@ -60,13 +61,16 @@ forward-zone:
 class UnboundDoT:
     __test__ = False
 
-    def __init__(self, dns_port: int, cert: ServerCert, directory: Path) -> None:
-        self.port = free_port()
+    def __init__(self, dns_port: int, cert: ServerCert, directory: Path, cache_max_ttl: int = 0) -> None:
+        """`cache_max_ttl` > 0 lets unbound keep answers and pass their TTLs on (0: every TTL says 0)."""
+        self.port = free_port()  # DNS over TLS
+        self.plain_port = free_port()  # plain DNS (UDP and TCP), for comparisons
         self.directory = directory
         self.config = directory / "unbound.conf"
         local_zones = "\n".join(f'  local-zone: "{zone}" nodefault' for zone in LOCAL_ZONES)
-        self.config.write_text(CONFIG.format(port=self.port, key=cert.key, cert=cert.cert, directory=directory,
-                                             dns_port=dns_port, local_zones=local_zones))  # fmt: skip
+        self.config.write_text(CONFIG.format(port=self.port, plain_port=self.plain_port, key=cert.key,
+                                             cert=cert.cert, directory=directory, dns_port=dns_port,
+                                             local_zones=local_zones, cache_max_ttl=cache_max_ttl))  # fmt: skip
         self.process: subprocess.Popen | None = None
 
     def start(self) -> UnboundDoT:
