@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .codes import STATUS_RE
@@ -88,27 +88,42 @@ def seed_finding(category: str, reason: str, rng: random.Random) -> Finding:
                    stage=find_stage(text) or (stage if stage != "unknown" else None))
 
 
-def reply_bank(directory: Path = PHRASES_DIR) -> list[tuple[str, str]]:
-    """(category, reply text) of every line of the reply bank's files (replies and their paraphrases)."""
-    return [(r["category"], r["text"]) for path in sorted(directory.glob("*.jsonl"))
-            for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
+@dataclass(frozen=True)
+class BankReply:
+    """One line of the reply bank: a reply as a provider or MTA words it, or a paraphrase of one."""
+
+    category: str
+    text: str
+    who: str  # the provider or MTA that words it so (a paraphrase: its reply's)
+    paraphrase: bool = False
 
 
-def reply_examples(rng: random.Random, directory: Path = PHRASES_DIR) -> list[Example]:
+def reply_bank(directory: Path = PHRASES_DIR) -> list[BankReply]:
+    """Every line of the reply bank: replies.jsonl, then each paraphrases-*.jsonl ("of": the reply's line)."""
+    replies = [json.loads(line) for line in (directory / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+    bank = [BankReply(r["category"], r["text"], r["who"]) for r in replies]
+    for path in sorted(directory.glob("paraphrases-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            bank.append(BankReply(record["category"], record["text"], replies[record["of"] - 1]["who"], True))
+    return bank
+
+
+def reply_examples(rng: random.Random, bank: list[BankReply]) -> list[Example]:
     """Each bank reply as a report would carry it, once in some boilerplate and once varied (reworded,
     shuffled or without codes)."""
     out = []
-    for category, text in reply_bank(directory):
-        finding = finding_from_text("user@example.org", wrapped(text, rng))
-        out += [Example(finding, category, f"reply:{category}"),
-                Example(variant(finding, rng), category, f"reply:{category}")]
+    for reply in bank:
+        finding = finding_from_text("user@example.org", wrapped(reply.text, rng))
+        out += [Example(finding, reply.category, f"reply:{reply.category}"),
+                Example(variant(finding, rng), reply.category, f"reply:{reply.category}")]
     return out
 
 
 def augment(examples: list[Example], rng: random.Random, copies: int = 2, seeds_per_phrase: int = 8,
-            with_seeds: bool = True) -> list[Example]:
+            with_seeds: bool = True, bank: list[BankReply] | None = None) -> list[Example]:
     """The examples, ``copies`` random variants of each, the seed phrasings of every category and the reply
-    bank."""
+    bank (``bank``: another selection of it, for leave-providers-out cross-validation)."""
     out = list(examples)
     for example in examples:
         out.extend(replace(example, finding=variant(example.finding, rng)) for _ in range(copies))
@@ -118,5 +133,5 @@ def augment(examples: list[Example], rng: random.Random, copies: int = 2, seeds_
             for reason in reasons:
                 out.extend(Example(seed_finding(category, reason, rng), category, f"seed:{category}")
                            for _ in range(seeds_per_phrase))
-        out += reply_examples(rng)
+        out += reply_examples(rng, reply_bank() if bank is None else bank)
     return out

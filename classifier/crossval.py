@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import reply_bank, without_codes
 from .corpus import Example, corpus_examples
 from .evaluate import (
     PERTURBATIONS,
@@ -33,9 +34,10 @@ from .evaluate import (
     score,
     write_confusion_png,
 )
+from .extract import finding_from_text
 from .model import DEFAULT_THRESHOLD, calibrate, top_category
 from .taxonomy import FALLBACK_CATEGORY
-from .train import Trained, fit
+from .train import TEMPERATURE, Trained, fit
 
 FOLD_SEED = 0
 RELIABILITY_BINS = 10
@@ -159,6 +161,32 @@ def source_of(example: Example) -> str:
     return example.family.split("/", 1)[0]
 
 
+def leave_providers_out(examples: list[Example], folds: int, temperature: float,
+                        progress: Callable[[str], None] = print) -> dict[str, float]:
+    """Accuracy on the reply bank's replies of providers held out of training (their paraphrases too), each as
+    Postfix relays it ("host ... said: <reply> (in reply to RCPT TO command)"), as is and without codes: how
+    the model reads a provider whose wording it has never seen."""
+    bank = reply_bank()
+    providers = sorted({reply.who for reply in bank})
+    random.Random(FOLD_SEED).shuffle(providers)
+    right = {"as-is": 0, "codes-removed": 0}
+    total = 0
+    for k in range(folds):
+        held_out = set(providers[k::folds])
+        model = fit(examples, with_seeds=True, progress=lambda _: None,
+                    bank=[r for r in bank if r.who not in held_out])
+        tested = [r for r in bank if r.who in held_out and not r.paraphrase and r.category != FALLBACK_CATEGORY]
+        relayed = [finding_from_text("user@example.org", f"host mx.example.net[192.0.2.1] said: {r.text} "
+                                     "(in reply to RCPT TO command)") for r in tested]
+        for name, findings in (("as-is", relayed), ("codes-removed", [without_codes(f) for f in relayed])):
+            for reply, row in zip(tested, model.predict_proba(findings), strict=True):
+                prediction = top_category(calibrate(row, temperature), model.classes_, DEFAULT_THRESHOLD)
+                right[name] += prediction.category == reply.category
+        total += len(tested)
+        progress(f"providers fold {k + 1}/{folds}: {len(held_out)} providers, {len(tested)} replies")
+    return {name: count / max(total, 1) for name, count in right.items()}
+
+
 def load(roots: list[Path], corrected: bool) -> list[Example]:
     return [e for root in roots for e in corpus_examples(root, corrected=corrected)]
 
@@ -172,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", action="store_true", help="also print the per-family table (as is)")
     parser.add_argument("--png", type=Path, help="confusion matrix (as is) of the calibrated decisions")
     parser.add_argument("--reliability-png", type=Path, help="reliability diagram before and after calibration")
+    parser.add_argument("--providers", type=int, metavar="FOLDS",
+                        help="only leave-providers-out over the reply bank (FOLDS groups of providers)")
     args = parser.parse_args(argv)
     examples = load(args.corpus, corrected=not args.original_labels)
+    if args.providers:
+        scores = leave_providers_out(examples, args.providers, TEMPERATURE,
+                                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print("  ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+        return 0
     print(f"{len(examples)} recipients, {len({e.group for e in examples})} e-mails, "
           f"{len({e.family for e in examples})} families", file=sys.stderr)
     oof = out_of_fold(examples, args.folds, progress=lambda line: print(line, file=sys.stderr, flush=True),

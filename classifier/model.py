@@ -100,8 +100,20 @@ class OnnxModel:
             raise ModelError(f"{path}: cannot load ONNX model: {exc}") from exc
         if any(len(row) != len(self.labels) for row in self.prior.values()):
             raise ModelError(f"{path}: not a mailwarden bounce model (its status prior does not match its labels)")
-        self._input = self._session.get_inputs()[0].name
-        self._probabilities = self._session.get_outputs()[1].name
+        self._check_it_classifies(path)
+
+    def _check_it_classifies(self, path: str | os.PathLike[str]) -> None:
+        """Refuse at load, not at the first bounce, a model that loads but cannot classify a text: one that only
+        failed later would turn every bounce into "not a bounce" (the analysis's safety net)."""
+        try:
+            self._input = self._session.get_inputs()[0].name
+            self._probabilities = self._session.get_outputs()[1].name
+            shape = self.probabilities([""]).shape
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
+            raise ModelError(f"{path}: not a mailwarden bounce model (it cannot classify a text: {exc})") from exc
+        if shape != (1, len(self.labels)):
+            raise ModelError(f"{path}: not a mailwarden bounce model "
+                             f"({shape[-1]} outputs for {len(self.labels)} labels)")
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """The text model's class probabilities per model text, columns in ``labels`` order."""

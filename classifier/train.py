@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .augment import augment
+from .augment import BankReply, augment
 from .corpus import Example, corpus_examples
 from .extract import Finding
 from .features import model_text
@@ -91,13 +91,14 @@ def status_prior(examples: list[Example], labels: list[str]) -> dict[str, list[f
 
 
 def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
-        max_features: int | None = MAX_FEATURES) -> Trained:
-    """Augment, fit the text model on code-free texts and count the status prior."""
+        max_features: int | None = MAX_FEATURES, bank: list[BankReply] | None = None) -> Trained:
+    """Augment, fit the text model on code-free texts and count the status prior (``bank``: a selection of the
+    reply bank instead of all of it)."""
     rng = random.Random(SEED)
     trainable = [e for e in examples if e.category != FALLBACK_CATEGORY]
     progress(f"examples: {len(trainable)} ({len(examples) - len(trainable)} '{FALLBACK_CATEGORY}' left out: "
              "low confidence stands for it)")
-    augmented = augment(trainable, rng, with_seeds=with_seeds)
+    augmented = augment(trainable, rng, with_seeds=with_seeds, bank=bank)
     counts = Counter(e.category for e in augmented)
     progress(f"augmented to {len(augmented)} texts over {len(counts)} categories")
     if len(counts) < 2:

@@ -62,9 +62,12 @@ def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_categor
     from mailwarden.classifier.augment import PHRASES_DIR, reply_bank
     from mailwarden.classifier.taxonomy import NOT_A_BOUNCE, default_types
 
-    assert {category for category, _ in reply_bank()} == set(default_types()) - {NOT_A_BOUNCE}
+    bank = reply_bank()
+    assert {reply.category for reply in bank} == set(default_types()) - {NOT_A_BOUNCE}
     replies = [json.loads(line) for line in (PHRASES_DIR / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
     for path in PHRASES_DIR.glob("paraphrases-*.jsonl"):
         for line in path.read_text(encoding="utf-8").splitlines():
             paraphrase_ = json.loads(line)
             assert paraphrase_["category"] == replies[paraphrase_["of"] - 1]["category"], line
+    assert len(bank) == len(replies) + sum(1 for p in PHRASES_DIR.glob("paraphrases-*.jsonl")
+                                           for _ in p.read_text(encoding="utf-8").splitlines())

@@ -78,7 +78,7 @@ def test_a_confident_text_overrules_the_status_code_and_a_vague_one_follows_it(c
     assert classifier.classify_text("550 5.1.1 Mailbox currently suspended").category == "inactive-mailbox"
     assert classifier.classify_text("550 5.1.1 Sender Policy Framework (SPF) fail").category == "auth-security"
     assert classifier.classify_text("550 5.1.1 rejected").category == "bad-mailbox"
-    assert classifier.classify_text("552 5.2.2 rejected").category == "quota-issues"
+    assert classifier.classify_text("552 5.3.4 rejected").category == "message-too-large"
 
 
 def test_status_prior_takes_the_most_specific_level_it_knows():
@@ -212,3 +212,32 @@ def test_grouped_folds_hold_each_mta_family_out_whole():
         families = [f for fold in held_out for f in fold]
         assert sorted(families) == sorted({e.family for e in examples})  # each family in exactly one fold
     assert len(family_folds(examples, None)) == len({e.family for e in examples})
+
+
+def test_load_rejects_a_model_whose_outputs_do_not_match_its_labels(tmp_path):
+    """A model that loads but cannot classify is refused at load time (it used to fail at the first bounce,
+    which the analysis's safety net turned into "not a bounce", or raise IndexError on a one-output graph)."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(default_model_path())
+    labels = next(p for p in model.metadata_props if p.key == "mailwarden.labels")
+    labels.value = json.dumps(["bad-mailbox", "quota-issues"])
+    prior = next(p for p in model.metadata_props if p.key == "mailwarden.prior")
+    prior.value = "{}"
+    onnx.save(model, tmp_path / "mismatch.onnx")
+    with pytest.raises(ModelError, match="outputs for 2 labels"):
+        OnnxModel(tmp_path / "mismatch.onnx")
+
+
+def test_load_rejects_an_onnx_model_with_one_output_and_mailwarden_metadata(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.STRING, [None, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.STRING, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "mailwarden.labels", json.dumps(["bad-mailbox"])
+    onnx.save(model, tmp_path / "one-output.onnx")
+    with pytest.raises(ModelError, match="cannot classify"):
+        OnnxModel(tmp_path / "one-output.onnx")
