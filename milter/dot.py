@@ -202,7 +202,7 @@ class _Connection:
                         self.close(_describe(exc))
                         raise ConnectionLost(self._reason) from exc
                 view = view[sent:]
-                if view and not select.select([], [self._sock], [], _left(deadline))[1]:
+                if view and not _wait(self._sock, select.POLLOUT, _left(deadline)):
                     self.close("could not write a whole query")  # the stream holds part of a message
                     raise dns.exception.Timeout
 
@@ -218,7 +218,7 @@ class _Connection:
                     except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                         chunk = None
                 if chunk is None:
-                    select.select([self._sock], [], [])
+                    _wait(self._sock, select.POLLIN, None)
                     # ACK what came at once: a server that leaves Nagle on (unbound, for DoT) holds its first
                     # answer behind its TLS 1.3 session tickets until our delayed ACK, 40 ms later. Linux
                     # leaves quick-ACK mode by itself, hence once per wake-up.
@@ -237,7 +237,7 @@ class _Connection:
                     if waiter is not None:
                         waiter.wire = wire
                         waiter.done.set()
-        except (OSError, EOFError, ValueError) as exc:  # ValueError: select() on a socket closed meanwhile
+        except (OSError, EOFError, ValueError) as exc:  # ValueError: a socket closed meanwhile
             self.close(_describe(exc))
 
     def close(self, reason: str) -> None:
@@ -251,9 +251,17 @@ class _Connection:
         for waiter in waiting:
             waiter.done.set()
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread's select()
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread's poll()
         with self._io:
             self._sock.close()
+
+
+def _wait(sock: ssl.SSLSocket, event: int, timeout: float | None) -> bool:
+    """Whether `sock` became ready for `event` within `timeout` seconds (None: however long it takes). poll(),
+    not select(): a busy milter's descriptors may be numbered beyond select()'s 1024."""
+    poller = select.poll()
+    poller.register(sock, event)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 def _left(deadline: float) -> float:
