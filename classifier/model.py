@@ -20,7 +20,7 @@ META_LABELS = "mailwarden.labels"
 META_TYPES = "mailwarden.types"
 META_THRESHOLD = "mailwarden.threshold"
 META_TEMPERATURE = "mailwarden.temperature"
-META_PRIOR = "mailwarden.prior"  # {"5.1.1": [P(label | status) in labels order], "5.1": [...], "5": [...]}
+META_PRIOR = "mailwarden.prior"  # {"5.1.1": [P(label | status) / P(label) in labels order], "5.1": [...], "5": [...]}
 META_PRIOR_WEIGHT = "mailwarden.prior_weight"
 # Below this probability (about 3x the uniform 1/16) the top category is not trusted: "other" is reported.
 DEFAULT_THRESHOLD = 0.20
@@ -43,7 +43,8 @@ def status_keys(status: str | None) -> list[str]:
 
 
 def with_prior(row: list[float], status: str | None, prior: dict[str, list[float]], weight: float) -> list[float]:
-    """The text model's probabilities times the status-code prior ** weight (most specific level known).
+    """The text model's probabilities times the status code's likelihood ratio ** weight (most specific level
+    known), renormalised.
 
     The prior is explicit and weighted below 1, so a text the model is sure of overrules a code that says
     otherwise (5.1.1 with "mailbox suspended" is inactive-mailbox), while a vague text follows the code.

@@ -80,13 +80,21 @@ class Trained:
 
 
 def status_prior(examples: list[Example], labels: list[str]) -> dict[str, list[float]]:
-    """P(category | status level) over the training examples, add-one smoothed, for levels seen often enough."""
+    """How much each status level says about the category: P(category | status) / P(category) over the training
+    examples (add-one smoothed), for levels seen often enough.
+
+    Divided by the base rate because the text model has the base rate already: a code must not count it twice
+    (with P(category | status) alone, a bare "552 5.3.4" was read as the commonest category, bad-mailbox).
+    """
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for example in examples:
         for key in status_keys(example.finding.status):
             counts[key][example.category] += 1
-    return {key: [round((seen[label] + PRIOR_SMOOTHING) / (seen.total() + PRIOR_SMOOTHING * len(labels)), 6)
-                  for label in labels]
+    overall = Counter(e.category for e in examples)
+    base = [(overall[label] + PRIOR_SMOOTHING) / (overall.total() + PRIOR_SMOOTHING * len(labels))
+            for label in labels]
+    return {key: [round((seen[label] + PRIOR_SMOOTHING) / (seen.total() + PRIOR_SMOOTHING * len(labels)) / rate, 6)
+                  for label, rate in zip(labels, base, strict=True)]
             for key, seen in sorted(counts.items()) if seen.total() >= PRIOR_MIN_COUNT}
 
 
