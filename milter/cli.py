@@ -9,8 +9,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from .checks.iprev import IprevResult
-from .checks.spf import SpfResult
 from .classifier.cli import register as register_bounce_commands
 from .config import Config, load
 from .engine import Engine
@@ -41,23 +39,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def check_report(engine: Engine, ip: str, helo: str, sender: str) -> dict:
-    """The JSON object of `mailwarden check --json`."""
+    """The JSON object of `mailwarden check --json`: each check's report where it says (`Check.report_key`),
+    then the header fields the milter would write."""
     session, envelope = engine.check(ip, helo, sender)
-    iprev = session.results.get("iprev")
-    report: dict = {
-        "iprev": {"result": iprev.result, "names": list(iprev.names)} if isinstance(iprev, IprevResult) else None,
-        "spf": {},
-        "headers": dict(engine.result_headers(session, envelope)),
-    }
-    for result in envelope.results.values():
-        if isinstance(result, SpfResult):
-            report["spf"][result.identity] = {
-                "result": result.result,
-                "mechanism": result.mechanism,
-                "problem": result.problem,
-                "identity": result.sender,
-                "explanation": result.explanation,
-            }
+    report: dict = {}
+    for check, result in engine.results(session, envelope):
+        *outer, last = check.report_key
+        place = report
+        for key in outer:
+            place = place.setdefault(key, {})
+        place[last] = check.report(result)
+    report["headers"] = dict(engine.result_headers(session, envelope))
     return report
 
 
@@ -70,17 +62,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         dns = dataclasses.replace(dns, timeout=args.timeout)
     # `check` examines the client it is given, even one that the daemon would trust and skip.
     config = dataclasses.replace(config, dns=dns, trusted_networks=(), skip_sender_domains=frozenset())
-    report = check_report(Engine.from_config(config, bounces=False), args.ip, args.helo, args.sender)
+    engine = Engine.from_config(config, bounces=False)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(check_report(engine, args.ip, args.helo, args.sender)))
         return 0
-    iprev = report["iprev"]
-    print(f"iprev: {iprev['result']} {' '.join(iprev['names'])}".rstrip())
-    for identity, spf in report["spf"].items():
-        extra = f" mechanism={spf['mechanism']}" if spf["mechanism"] else ""
-        extra += f" problem={spf['problem']!r}" if spf["problem"] else ""
-        print(f"spf {identity} ({spf['identity']}): {spf['result']}{extra}")
-    for name, value in report["headers"].items():
+    session, envelope = engine.check(args.ip, args.helo, args.sender)
+    for check, result in engine.results(session, envelope):
+        print(check.summary(result))
+    for name, value in engine.result_headers(session, envelope):
         print(f"{name}: {value}")
     return 0
 

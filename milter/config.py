@@ -16,21 +16,20 @@ from socket import getfqdn
 from types import MappingProxyType
 from typing import Any
 
+from .checks import registered
 from .upstreams import Upstream, parse_nameservers, tls_ca_problem
 
 ACTIONS = ("accept", "reject", "defer")
-SPF_RESULTS = ("fail", "softfail", "neutral", "none", "temperror", "permerror")
-IPREV_RESULTS = ("fail", "temperror", "permerror")
-POLICY_KEYS = (
-    tuple(f"spf_{r}" for r in SPF_RESULTS)
-    + tuple(f"helo_spf_{r}" for r in SPF_RESULTS)
-    + tuple(f"iprev_{r}" for r in IPREV_RESULTS)
-)
 MTAS = ("postfix", "sendmail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("kv", "json")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?$")
 _SOCKET = re.compile(r"^(unix|local):/.+$|^inet6?:\d{1,5}(@.+)?$")
+
+
+def policy_keys() -> tuple[str, ...]:
+    """Every key of a [policy] table: "<prefix>_<result>" for each result a registered check can act on."""
+    return tuple(key for check in registered() for key in check.policy_keys())
 
 
 def unix_path(spec: str) -> str | None:
@@ -80,7 +79,7 @@ class MetricsConfig:
 class Config:
     socket: str = "inet:8894@127.0.0.1"
     socket_mode: int = 0o660
-    mta: str = "postfix"  # how the MTA writes milter commands, which decides the TCP protocol (callbacks)
+    mta: str = "postfix"  # how the MTA writes milter commands, which decides the TCP protocol (protocols.py)
     authserv_id: str = field(default_factory=getfqdn)
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
         ipaddress.ip_network("127.0.0.0/8"),
@@ -96,7 +95,7 @@ class Config:
     events: EventsConfig = EventsConfig()
     metrics: MetricsConfig = MetricsConfig()
     policy: MappingProxyType[str, str] = field(
-        default_factory=lambda: MappingProxyType(dict.fromkeys(POLICY_KEYS, "accept"))
+        default_factory=lambda: MappingProxyType(dict.fromkeys(policy_keys(), "accept"))
     )
     domains: MappingProxyType[str, MappingProxyType[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<built-in defaults>"
@@ -271,8 +270,9 @@ class _Builder:
         return MetricsConfig(address=address)
 
     def policy(self, table: tuple[str, ...], data: dict[str, Any], base: MappingProxyType[str, str]) -> dict:
-        self.unknown(table, data, set(POLICY_KEYS))
-        return {key: self.choice(table, data, key, base[key], ACTIONS) for key in POLICY_KEYS}
+        keys = policy_keys()
+        self.unknown(table, data, set(keys))
+        return {key: self.choice(table, data, key, base[key], ACTIONS) for key in keys}
 
     # -- typed getters: each reports a wrong type and returns the default so that checking goes on --
 

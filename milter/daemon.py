@@ -5,7 +5,7 @@ SIGTERM and SIGINT in its threads and would stop on any of them, while Linux han
 the main thread when that thread accepts it, so here SIGHUP means reload (a new engine from the config file
 and bounce model, swapped in for new connections only; a broken file is refused and logged, the old engine
 keeps serving) and SIGTERM/SIGINT mean a graceful stop: new sessions are refused with a temporary error,
-open ones get STOP_GRACE seconds to finish, then libmilter stops.
+open ones get STOP_GRACE seconds to finish (the `Gate`), then libmilter stops.
 
 pymilter's `runmilter` opens the socket and serves in one call; we hook its socket opening to set the
 unix socket's mode (so that Postfix's group can connect) and TCP_NODELAY on an inet listener (accepted
@@ -21,18 +21,70 @@ import socket
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import Milter
 import milter as libmilter  # pymilter's C extension (top-level name `milter`)
 
 from . import metrics
-from .callbacks import Gate, milter_class, recover_undecodable_helo
+from .callbacks import UNDECODED_HELO
 from .config import Config, load, unix_path
 from .engine import Engine
 from .log import event, setup
+from .protocols import milter_class
 
 STOP_GRACE = 30.0  # seconds in-flight sessions get after SIGTERM
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
+
+
+class Gate:
+    """Counts open sessions, and turns new ones away while the daemon drains them before a stop."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self.open = 0
+        self.draining = False
+
+    def enter(self) -> bool:
+        with self._idle:
+            if self.draining:
+                return False
+            self.open += 1
+        metrics.SESSIONS_OPEN.inc()
+        return True
+
+    def leave(self) -> None:
+        with self._idle:
+            self.open -= 1
+            self._idle.notify_all()
+        metrics.SESSIONS_OPEN.dec()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new sessions; wait until the open ones have closed. False if `timeout` ran out first."""
+        with self._idle:
+            self.draining = True
+            return self._idle.wait_for(lambda: self.open == 0, timeout)
+
+
+def recover_undecodable_helo(previous: ExceptHook) -> ExceptHook:
+    """A sys.excepthook that keeps the bytes of a HELO pymilter could not decode, for the session that sent it.
+
+    pymilter builds hello()'s argument as strict UTF-8 in C, so a HELO that is not UTF-8 (Postfix passes one
+    when smtputf8_enable = no) never reaches hello(): the UnicodeDecodeError, raised with no Python frame, goes
+    to sys.excepthook. It still carries the raw bytes, which go to callbacks.UNDECODED_HELO, where envfrom()
+    takes them for the session's HELO.
+    """
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> object:
+        if isinstance(exc, UnicodeDecodeError) and tb is None and isinstance(exc.object, bytes):
+            UNDECODED_HELO.raw = exc.object
+            return None
+        return previous(kind, exc, tb)
+
+    return hook
 
 
 def _listening_inet_sockets() -> list[socket.socket]:
@@ -130,7 +182,7 @@ class Daemon:
         if config.metrics.address:
             metrics.serve(config.metrics.address)
             event("metrics", address=config.metrics.address)
-        libmilter.set_exception_policy(Milter.CONTINUE)  # our callbacks trap their own errors: see callbacks
+        libmilter.set_exception_policy(Milter.CONTINUE)  # our callbacks trap their own errors: see callbacks.py
         sys.excepthook = recover_undecodable_helo(sys.excepthook)
         Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
         gate = Gate()

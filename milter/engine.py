@@ -1,23 +1,29 @@
-"""The engine: runs each stage's checks on a session, applies policy per recipient, renders the headers.
+"""The engine: runs each stage's checks on a session, applies policy per recipient, edits the message.
 
 The milter callbacks and the `check` command both drive this one object, so what an administrator sees
-from `mailwarden check` is exactly what the milter does. One engine serves one loaded configuration; a
-reload builds a new engine while sessions that started under the old one finish with it.
+from `mailwarden check` is exactly what the milter does. It runs the registered checks (checks/__init__.py)
+and knows none of them by name. At end of message it says what to change, and the callbacks make the
+changes: our Received-SPF and Authentication-Results on top, incoming A-R fields that claim our authserv-id
+removed (RFC 8601 §5), and bounce labels. One engine serves one loaded configuration; a reload builds a new
+engine while sessions that started under the old one finish with it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parseaddr
+from typing import NamedTuple
 
 from . import headers, metrics
-from .checks.base import Check, CheckResult, DnsContext, Stage, Subject
-from .checks.iprev import IprevCheck
-from .checks.spf import SpfCheck, SpfResult
+from .checks import registered
+from .checks.base import Check, CheckResult, DnsContext, Field, Stage, Subject
 from .classifier import BounceClassifier, EnvelopeFacts, header_value
 from .classifier.addresses import bare_address, is_bounce_sender
 from .config import Config
 from .dns import Budget, Resolver
+from .headers import authserv_id_of
 from .log import event
 from .policy import ACCEPT, Decision, decide
 from .review import Review
@@ -26,9 +32,25 @@ from .session import Envelope, Session
 from .upstreams import nameservers
 from .verdicts import Verdicts
 
-DEFAULT_CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
+AR_HEADER = "Authentication-Results"
+_AR_LOWER = AR_HEADER.lower()
 BOUNCE_HEADER = "X-Mailwarden-Bounce"
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024  # the delivery-status part comes first; the attached original may be cut
+
+# pymilter runs each session on a Python thread state of its own, created on one libmilter worker thread and
+# deleted on whichever thread closes the session; the creating thread's PyGILState slot is then left pointing
+# at the deleted state. Extensions that take the GIL through PyGILState (onnxruntime via pybind11) crash on
+# such a thread (seen: a segfault on the first bounce after an ordinary message). The bounce classifier
+# therefore runs on a thread that Python itself owns.
+_classifier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bounce-classifier")
+
+
+class Edits(NamedTuple):
+    """What end of message changes in the message, in the order the MTA is to be told."""
+
+    removed: list[tuple[str, int]]  # (name, 1-based index) of fields to delete, last first: earlier ones keep theirs
+    prepended: list[Field]  # fields to insert at the top, top first
+    appended: list[Field]  # fields to add at the end
 
 
 def domain_of(address: str) -> str:
@@ -40,14 +62,14 @@ class Engine:
         self,
         config: Config,
         resolver: Resolver,
-        checks: tuple[Check, ...] = DEFAULT_CHECKS,
+        checks: tuple[Check, ...] | None = None,  # None: the registered checks
         classifier: BounceClassifier | None = None,
         review: Review | None = None,
     ) -> None:
         self.config = config
         self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
-        self.checks = checks
+        self.checks = registered() if checks is None else checks
         self.classifier = classifier
         self.review = review or Review(config.bounce.review_below, store=None)
         self.verdicts = Verdicts(config.dns.cache_size)
@@ -96,6 +118,8 @@ class Engine:
         envelope.skip = session.skip or self._skip_reason(envelope)
         if not envelope.skip:
             envelope.results = self._run("mail", envelope.subject(session))
+        if self.may_be_bounce(envelope.sender):
+            envelope.body = bytearray()
 
     def _skip_reason(self, envelope: Envelope) -> str:
         if envelope.auth and self.config.skip_authenticated:
@@ -119,22 +143,54 @@ class Engine:
             decision = ACCEPT
         else:
             policy = self.config.policy_for(domain_of(recipient))
-            decision = decide(((c.policy, r) for c, r in self.results(session, envelope)), policy)
+            decision = decide(self.results(session, envelope), policy)
         metrics.child(metrics.ACTIONS, decision.action, decision.key or "none").inc()
         if not decision.accepted:
             self.log(session, envelope, decision, recipient)
         return decision
 
-    def result_headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
-        """The fields to prepend, top first: Received-SPF (MAIL FROM verdict), then Authentication-Results."""
-        results = [r for _, r in self.results(session, envelope)]
-        out = []
-        mailfrom = [r for r in results if isinstance(r, SpfResult) and r.identity == "mailfrom"]
-        if mailfrom:
-            value = headers.received_spf(mailfrom[0], session.ip, session.helo, self.config.authserv_id)
-            out.append(("Received-SPF", value))
-        ar = headers.authentication_results(self.config.authserv_id, results, envelope.skip)
-        out.append(("Authentication-Results", ar))
+    def header(self, envelope: Envelope, name: str, value: str) -> None:
+        """Note an incoming A-R field that claims our authserv-id, to be removed at end of message; keep the
+        fields of a message that may be a bounce (its From may say so when MAIL FROM did not)."""
+        lower = name.lower()
+        if lower == _AR_LOWER:
+            envelope.ar_seen += 1
+            if authserv_id_of(value) == self.authserv_key:
+                envelope.forged.append(envelope.ar_seen)
+        if self.classifier is not None:
+            envelope.headers.append((name, value))
+            if lower == "from" and self.may_be_bounce(parseaddr(value)[1] or value):
+                envelope.body = bytearray()
+
+    def body(self, envelope: Envelope, chunk: bytes) -> bool:
+        """Collect a chunk of a message that may be a bounce; False once no more of the body is wanted."""
+        collected = envelope.body
+        if collected is None or len(collected) >= MAX_BOUNCE_BYTES:
+            return False
+        collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
+        return True
+
+    def end(self, session: Session, envelope: Envelope) -> Edits:
+        """End of an accepted message: what to change in it, and its decision logged."""
+        removed = []
+        if envelope.forged:
+            removed = [(AR_HEADER, index) for index in reversed(envelope.forged)]
+            metrics.FORGED_AR_REMOVED.inc(len(removed))
+        # Prepended at the top, so above the MTA's own Received:.
+        prepended = self.result_headers(session, envelope)
+        appended = []
+        if envelope.body is not None:  # collected: the message may be a bounce
+            appended = _classifier_thread.submit(self.bounce_headers, session, envelope).result()
+        self.log(session, envelope, ACCEPT, forged_ar_removed=len(removed))
+        return Edits(removed, prepended, appended)
+
+    def result_headers(self, session: Session, envelope: Envelope) -> list[Field]:
+        """The fields to prepend, top first: each check's own (Received-SPF), then Authentication-Results."""
+        results = list(self.results(session, envelope))
+        out = [field for check, result in results
+               for field in check.fields(result, session.ip, session.helo, self.config.authserv_id)]  # fmt: skip
+        ar = headers.authentication_results(self.config.authserv_id, [r for _, r in results], envelope.skip)
+        out.append((AR_HEADER, ar))
         return out
 
     def may_be_bounce(self, sender: str) -> bool:
@@ -143,7 +199,7 @@ class Engine:
         delivery reports (MAILER-DAEMON, postmaster)."""
         return self.classifier is not None and (bare_address(sender) == "" or is_bounce_sender(sender))
 
-    def bounce_headers(self, session: Session, envelope: Envelope) -> list[tuple[str, str]]:
+    def bounce_headers(self, session: Session, envelope: Envelope) -> list[Field]:
         """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence.
 
         The classifier gets the envelope: the null sender that marks a bounce is in MAIL FROM, not in the

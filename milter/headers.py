@@ -1,25 +1,27 @@
-"""Everything we write into a message: the Received-SPF and Authentication-Results renderers.
+"""Our Authentication-Results field, the syntax every header renderer shares, and reading incoming A-R fields.
 
 Values from the SMTP client (HELO, MAIL FROM) and from DNS (PTR names) are attacker-controlled. Each goes
 through `sanitise.clean()` (printable ASCII of bounded length), and the renderers then quote or escape as the
-RFC 7208 §9.1 and RFC 8601 grammars require. A hostile value can therefore never end a header, start another
-one, or add a key of its own.
+RFC 5322, RFC 7208 §9.1 and RFC 8601 grammars require (`comment`, `kv_value`, `pvalue`). A hostile value can
+therefore never end a header, start another one, or add a key of its own. Each check renders its own entry
+(`CheckResult.resinfo`); this module joins them under our authserv-id.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
 import authres
 
-from .checks.base import CheckResult
-from .checks.iprev import IprevResult
-from .checks.spf import SpfResult
 from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, LIMIT_TEXT, clean
 
-__all__ = ["LIMIT_ADDRESS", "LIMIT_NAME", "LIMIT_TEXT", "authentication_results", "authserv_id_of", "clean",
-           "comment", "received_spf"]
+if TYPE_CHECKING:
+    from .checks.base import CheckResult
+
+__all__ = ["FOLD", "LIMIT_ADDRESS", "LIMIT_NAME", "LIMIT_TEXT", "RENDERED", "authentication_results",
+           "authserv_id_of", "clean", "comment", "kv_value", "pvalue"]
 
 FOLD = "\n\t"  # header continuation; the MTA turns it into CRLF + TAB
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -27,7 +29,7 @@ _DOT_ATOM = re.compile(rf"^{_ATEXT}(\.{_ATEXT})*$")
 _QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"')
 # Results are immutable and a client that writes again gets the very same ones (see verdicts.py): the text
 # rendered for a result is kept rather than built again through authres for every message.
-_RENDERED = 4096
+RENDERED = 4096
 
 
 def comment(text: str) -> str:
@@ -39,53 +41,20 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _kv_value(value: str) -> str:
+def kv_value(value: str) -> str:
     """RFC 7208 §9.1 key-value-pair value: dot-atom when it is one, quoted-string otherwise."""
     return value if _DOT_ATOM.match(value) else _quoted(value)
 
 
-def _pvalue(value: str) -> str:
+def pvalue(value: str) -> str:
     """An RFC 8601 property value for authres, which quotes what needs it except values with an '@' (it
     takes those for local-part@domain and writes them verbatim): quote those here."""
     return _quoted(value) if "@" in value else value
 
 
-@functools.lru_cache(maxsize=_RENDERED)
-def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
-    """The value of the Received-SPF trace field (RFC 7208 §9.1) for one SPF verdict."""
-    pairs = [
-        ("client-ip", clean(ip, 64)),
-        ("envelope-from", clean(result.sender, LIMIT_ADDRESS)),
-        ("helo", clean(helo, LIMIT_NAME)),
-        ("receiver", clean(receiver, LIMIT_NAME)),
-        ("identity", result.identity),
-    ]
-    if result.mechanism:
-        pairs.append(("mechanism", clean(result.mechanism)))
-    if result.problem:
-        pairs.append(("problem", clean(result.problem)))
-    head = f"{result.result} ({comment(receiver)}: {comment(result.reason)})"
-    return head + FOLD + (";" + FOLD).join(f"{k}={_kv_value(v)}" for k, v in pairs) + ";"
-
-
-@functools.lru_cache(maxsize=_RENDERED)
+@functools.lru_cache(maxsize=RENDERED)
 def _resinfo(result: CheckResult) -> str:
-    reason = comment(result.reason)
-    if isinstance(result, IprevResult):
-        return str(
-            authres.IPRevAuthenticationResult(
-                result=result.result,
-                result_comment=reason,
-                policy_iprev=_pvalue(clean(result.ip, 64)),
-                policy_iprev_comment=comment(result.names[0]) if result.result == "pass" else None,
-            )
-        )
-    if isinstance(result, SpfResult):
-        domain = _pvalue(clean(result.domain, LIMIT_NAME))
-        if result.identity == "helo":
-            return str(authres.SPFAuthenticationResult(result=result.result, result_comment=reason, smtp_helo=domain))
-        return str(authres.SPFAuthenticationResult(result=result.result, result_comment=reason, smtp_mailfrom=domain))
-    return str(authres.AuthenticationResult(method=result.method, result=result.result, result_comment=reason))
+    return result.resinfo()
 
 
 def authentication_results(authserv_id: str, results: list[CheckResult], skipped: str = "") -> str:

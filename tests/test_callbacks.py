@@ -1,14 +1,16 @@
-"""What the milter negotiates with the MTA, when it lets the MTA stop sending the body, and how a failure at a
-stage that takes no reply still reaches the MTA as a temporary failure."""
+"""When the milter lets the MTA stop sending the body, and how a failure at a stage that takes no reply still
+reaches the MTA as a temporary failure."""
 
 from __future__ import annotations
 
 import Milter
 import pytest
 
-from mailwarden.callbacks import Gate, MailwardenMilter, milter_class
+from mailwarden.callbacks import MailwardenMilter
 from mailwarden.config import Config
+from mailwarden.daemon import Gate
 from mailwarden.engine import MAX_BOUNCE_BYTES, Engine
+from mailwarden.protocols import milter_class
 from mailwarden.session import Envelope
 
 NO = {"connect": Milter.P_NOCONNECT, "helo": Milter.P_NOHELO, "mail": Milter.P_NOMAIL, "rcpt": Milter.P_NORCPT,
@@ -19,13 +21,17 @@ NO_REPLY = (Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR
 
 
 class Recorded:
-    """Stands in for the libmilter context: keeps the replies set with setreply()."""
+    """Stands in for the libmilter context: keeps the replies set with setreply() and the fields added."""
 
     def __init__(self) -> None:
         self.replies: list[tuple[str, ...]] = []
+        self.added: list[tuple[str, str, int]] = []
 
     def setreply(self, *reply: str) -> None:
         self.replies.append(reply)
+
+    def addheader(self, name: str, value: str, index: int) -> None:
+        self.added.append((name, value, index))
 
     def getsymval(self, name: str) -> None:
         return None
@@ -54,45 +60,10 @@ def negotiated(milter: MailwardenMilter) -> tuple[set[str], int]:
     return {stage for stage, bit in NO.items() if options[1] & bit}, options[1]
 
 
-def test_on_a_unix_socket_unused_stages_are_left_out_and_only_rcpt_body_and_eom_are_waited_for(milter):
-    """The MTA then sends no DATA, end-of-headers or unknown-command events and does not wait for a reply to
-    connect, HELO, MAIL FROM or any header (fewer round trips per message)."""
-    skipped, protocol = negotiated(milter)
-    assert skipped == {"data", "eoh", "unknown"}
-    assert protocol & NO_REPLY == Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_HDR
-    assert protocol & Milter.P_SKIP
-
-
-def test_postfix_on_tcp_also_waits_for_data_and_nothing_else_is_added():
-    """Unanswered, DATA's macros would be the one write Postfix flushes with no reply to follow, and its
-    next write would wait ~40 ms for the milter's delayed ACK."""
-    skipped, protocol = negotiated(make(POSTFIX_TCP))
-    assert skipped == {"eoh", "unknown"}
-    assert protocol & NO_REPLY == Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_HDR
-    assert protocol & Milter.P_SKIP
-
-
-def test_sendmail_on_tcp_gets_every_stage_negotiated_and_answered():
-    """Sendmail writes each command at once, with Nagle on: a command after one with no reply would stall."""
-    skipped, protocol = negotiated(make(SENDMAIL_TCP))
-    assert skipped == set()
-    assert protocol & NO_REPLY == 0
-    assert protocol & Milter.P_SKIP
-
-
-def test_an_mta_without_no_reply_stages_gets_an_answer_at_every_stage():
-    """Sendmail before 8.14 (milter protocol 2) knows no P_NR_* bits: mailwarden must answer each command."""
-    milter = make(UNIX)
-    options = [0x1FF, Milter.P_NODATA | Milter.P_NOEOH | Milter.P_NOUNKNOWN, 0, 0]
-    milter.negotiate(options)
-    assert milter.connect("client.test", 4, ("192.0.2.1", 25)) == Milter.CONTINUE
-    assert milter.hello("client.test") == Milter.CONTINUE
-
-
 def failing_header(milter: MailwardenMilter, monkeypatch: pytest.MonkeyPatch) -> int:
     """A header callback whose work raises, as a bug would."""
     milter.envelope = Envelope(sender="alice@good.test")
-    monkeypatch.setattr("mailwarden.callbacks.authserv_id_of", lambda value: 1 / 0)
+    monkeypatch.setattr("mailwarden.engine.authserv_id_of", lambda value: 1 / 0)
     return milter.header("Authentication-Results", "mx.test; spf=pass")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailwarden import daemon
-from mailwarden.callbacks import MailwardenMilter, PostfixTcpMilter, milter_class
 from mailwarden.config import load
+from mailwarden.protocols import PostfixTcpMilter, SendmailTcpMilter, milter_class
 
 CONFIG = 'socket = "inet:8894@127.0.0.1"\nauthserv_id = "mx.test"\n{extra}\n[bounce]\nenabled = false\n'
 
@@ -27,7 +27,7 @@ def reloaded(path: Path, extra: str, monkeypatch: pytest.MonkeyPatch) -> tuple[d
 def test_a_reload_that_changes_the_mta_warns_that_it_applies_at_the_next_restart(tmp_path, monkeypatch):
     """The milter protocol is chosen once, when the daemon starts serving; sessions keep it until a restart."""
     served, events = reloaded(tmp_path / "mailwarden.toml", 'mta = "sendmail"', monkeypatch)
-    assert milter_class(served.engine.config) is MailwardenMilter  # what the next start will speak
+    assert milter_class(served.engine.config) is SendmailTcpMilter  # what the next start will speak
     assert ("reload-warning", {"why": "a new socket or mta takes effect at the next restart"}) in events
     assert "reloaded" in [name for name, _ in events]
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailwarden.checks.iprev import IprevResult
-from mailwarden.checks.spf import SpfResult
-from mailwarden.headers import authentication_results, authserv_id_of, received_spf
+from mailwarden.checks.spf import SpfResult, received_spf
+from mailwarden.headers import authentication_results, authserv_id_of
 from mailwarden.sanitise import clean, token
 
 

@@ -1,19 +1,31 @@
-"""What every check shares: the subject it examines, the DNS it may use, and the result it returns.
+"""What every check shares: the subject it examines, the DNS it may use, the result it returns, and what it
+tells the rest of mailwarden about itself.
 
-A check is a small object with a `name`, the SMTP `stage` after which it can run, the `policy` key prefix
-under which the administrator sets actions for its results, `run(subject, dns) -> CheckResult`, and
-`failed(subject, reason)`, the result that stands in when `run` itself raises.
+A check is one module of this package: a `Check` subclass and the `CheckResult` subclass it returns. That
+module is the one place that knows the check: its result words and, for those an administrator may act on,
+the RFC 7372 reply (`replies`, from which its policy keys "<policy>_<result>" follow); its
+Authentication-Results entry (`CheckResult.resinfo`) and any trace field of its own above it (`fields`); its
+part of `mailwarden check` (`report`, `summary`). The engine, config, policy, headers and the command line
+ask the registered checks (checks/__init__.py) and know none of them by name.
+
 Checks never raise for DNS trouble: that is a result (temperror) like any other.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Generic, Literal, TypeVar
+
+import authres
 
 from ..dns import Answer, Budget, Resolver
+from ..headers import comment
 
 Stage = Literal["connect", "mail"]
+Reply = tuple[str, str]  # RFC 7372 enhanced status detail ("7.23"), what the reply says ("SPF validation failed")
+Field = tuple[str, str]  # a header field: name, value
 
 
 @dataclass(frozen=True)
@@ -42,19 +54,51 @@ class DnsContext:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One verdict. Immutable and hashable: the engine reuses it for a client that writes again, and the
+    header text rendered for it is kept (headers.py)."""
+
     method: str  # the Authentication-Results method: "iprev", "spf"
     result: str  # an RFC 8601 / RFC 7208 result word
     reason: str  # why, in words, for the header comment and the log
 
+    def resinfo(self) -> str:
+        """Its entry in Authentication-Results (RFC 8601 §2.2 resinfo): here the method and result alone;
+        a check's own result type adds its properties (smtp.mailfrom, policy.iprev, ...)."""
+        return str(authres.AuthenticationResult(method=self.method, result=self.result,
+                                                result_comment=comment(self.reason)))  # fmt: skip
 
-class Check(Protocol):
+
+R = TypeVar("R", bound=CheckResult)
+
+
+class Check(ABC, Generic[R]):
+    """One check, as the engine runs it and everything else asks about it (see the module docstring)."""
+
     name: str  # unique: the key of its result in the session, and its name in logs and metrics
-    method: str  # the Authentication-Results method it reports under
-    stage: Stage
-    policy: str  # prefix of the policy keys: "<policy>_<result>"
+    stage: Stage  # the SMTP stage after which it can run
+    policy: str  # prefix of its policy keys: "<policy>_<result>"
+    # The result words an administrator may set an action for, each with the reply a reject or defer gives.
+    replies: Mapping[str, Reply]
+    report_key: tuple[str, ...]  # where `mailwarden check --json` puts its report: ("iprev",), ("spf", "helo")
 
-    def run(self, subject: Subject, dns: DnsContext) -> CheckResult: ...
+    @abstractmethod
+    def run(self, subject: Subject, dns: DnsContext) -> R: ...
 
-    def failed(self, subject: Subject, reason: str) -> CheckResult:
+    @abstractmethod
+    def failed(self, subject: Subject, reason: str) -> R:
         """The temperror to report when `run` itself broke: typed like a real result, same identity."""
-        ...
+
+    def policy_keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.policy}_{word}" for word in self.replies)
+
+    def fields(self, result: R, ip: str, helo: str, receiver: str) -> tuple[Field, ...]:
+        """Header fields of its own to write above our Authentication-Results, top first."""
+        return ()
+
+    def report(self, result: R) -> object:
+        """Its result as `mailwarden check --json` shows it."""
+        return {"result": result.result}
+
+    def summary(self, result: R) -> str:
+        """Its result as `mailwarden check` prints it, on one line."""
+        return f"{self.name}: {result.result}"

@@ -1,13 +1,17 @@
-"""IPREV (RFC 8601 §3): forward-confirmed reverse DNS of the connecting client."""
+"""IPREV (RFC 8601 §3): forward-confirmed reverse DNS of the connecting client; policy keys iprev_*, replies
+x.7.25 (RFC 7372)."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import ClassVar
+
+import authres
 
 from ..dns import DNSTempError
-from .base import CheckResult, DnsContext, Stage, Subject
+from ..headers import comment, pvalue
+from ..sanitise import clean
+from .base import Check, CheckResult, DnsContext, Subject
 
 MAX_NAMES = 10  # RFC 7208 §4.6.4 bound, which RFC 8601 iprev implementations share
 
@@ -17,12 +21,34 @@ class IprevResult(CheckResult):
     ip: str = ""
     names: tuple[str, ...] = ()  # the PTR names that map back to the IP (pass), else every PTR name seen
 
+    def resinfo(self) -> str:
+        """`iprev=pass (reason) policy.iprev=IP (the name that maps back)`."""
+        return str(
+            authres.IPRevAuthenticationResult(
+                result=self.result,
+                result_comment=comment(self.reason),
+                policy_iprev=pvalue(clean(self.ip, 64)),
+                policy_iprev_comment=comment(self.names[0]) if self.result == "pass" else None,
+            )
+        )
 
-class IprevCheck:
-    name: ClassVar[str] = "iprev"
-    method: ClassVar[str] = "iprev"
-    stage: ClassVar[Stage] = "connect"
-    policy: ClassVar[str] = "iprev"
+
+class IprevCheck(Check[IprevResult]):
+    name = "iprev"
+    stage = "connect"
+    policy = "iprev"
+    replies = {
+        "fail": ("7.25", "reverse DNS validation failed"),
+        "temperror": ("7.25", "reverse DNS validation error"),
+        "permerror": ("7.25", "reverse DNS validation failed"),
+    }
+    report_key = ("iprev",)
+
+    def report(self, result: IprevResult) -> dict:
+        return {"result": result.result, "names": list(result.names)}
+
+    def summary(self, result: IprevResult) -> str:
+        return f"iprev: {result.result} {' '.join(result.names)}".rstrip()
 
     def failed(self, subject: Subject, reason: str) -> IprevResult:
         return IprevResult("iprev", "temperror", reason, ip=subject.ip)

@@ -1,4 +1,5 @@
-"""SPF (RFC 7208) of the HELO and MAIL FROM identities, evaluated by pyspf over our shared resolver.
+"""SPF (RFC 7208) of the HELO and MAIL FROM identities, evaluated by pyspf over our shared resolver; policy
+keys helo_spf_* and spf_*, replies x.7.23 / x.7.24 (RFC 7372); the MAIL FROM verdict also writes Received-SPF.
 
 pyspf does its own DNS through the module-level function `spf.DNSLookup`; we point that at the resolver
 of the message being checked (held in a context variable, so concurrent milter threads never mix), which
@@ -7,15 +8,18 @@ gives SPF the same cache, nameservers, timeout and per-message budget as every o
 
 from __future__ import annotations
 
+import functools
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import ClassVar
 
+import authres
 import spf
 
 from ..dns import DNSTempError
-from .base import CheckResult, DnsContext, Stage, Subject
+from ..headers import FOLD, RENDERED, comment, kv_value, pvalue
+from ..sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
+from .base import Check, CheckResult, DnsContext, Field, Subject
 
 _current_dns: ContextVar[DnsContext] = ContextVar("mailwarden_spf_dns")
 
@@ -63,6 +67,32 @@ class SpfResult(CheckResult):
     mechanism: str = ""  # the mechanism that matched, "default" when none did
     problem: str = ""  # pyspf's description of an error, "" when none
     explanation: str = ""  # the domain's exp= text on fail
+
+    def resinfo(self) -> str:
+        """`spf=pass (reason) smtp.helo=DOMAIN` or `... smtp.mailfrom=DOMAIN`."""
+        domain = pvalue(clean(self.domain, LIMIT_NAME))
+        reason = comment(self.reason)
+        if self.identity == "helo":
+            return str(authres.SPFAuthenticationResult(result=self.result, result_comment=reason, smtp_helo=domain))
+        return str(authres.SPFAuthenticationResult(result=self.result, result_comment=reason, smtp_mailfrom=domain))
+
+
+@functools.lru_cache(maxsize=RENDERED)
+def received_spf(result: SpfResult, ip: str, helo: str, receiver: str) -> str:
+    """The value of the Received-SPF trace field (RFC 7208 §9.1) for one SPF verdict."""
+    pairs = [
+        ("client-ip", clean(ip, 64)),
+        ("envelope-from", clean(result.sender, LIMIT_ADDRESS)),
+        ("helo", clean(helo, LIMIT_NAME)),
+        ("receiver", clean(receiver, LIMIT_NAME)),
+        ("identity", result.identity),
+    ]
+    if result.mechanism:
+        pairs.append(("mechanism", clean(result.mechanism)))
+    if result.problem:
+        pairs.append(("problem", clean(result.problem)))
+    head = f"{result.result} ({comment(receiver)}: {comment(result.reason)})"
+    return head + FOLD + (";" + FOLD).join(f"{k}={kv_value(v)}" for k, v in pairs) + ";"
 
 
 def identity_of(identity: str, subject: Subject) -> tuple[str, str]:
@@ -113,16 +143,27 @@ def _reason(word: str, sender: str, ip: str, problem: str) -> str:
     }.get(word, word)
 
 
-class SpfCheck:
+_FAILED = "SPF validation failed"
+
+
+class SpfCheck(Check[SpfResult]):
     """SPF of one identity: "helo" (policy keys helo_spf_*) or "mailfrom" (policy keys spf_*)."""
 
-    method: ClassVar[str] = "spf"
-    stage: ClassVar[Stage] = "mail"
+    stage = "mail"
+    replies = {
+        "fail": ("7.23", _FAILED),
+        "softfail": ("7.23", _FAILED),
+        "neutral": ("7.23", _FAILED),
+        "none": ("7.23", _FAILED),
+        "temperror": ("7.24", "SPF validation error"),
+        "permerror": ("7.24", _FAILED),
+    }
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.name = f"spf-{identity}"
         self.policy = "helo_spf" if identity == "helo" else "spf"
+        self.report_key = ("spf", identity)
 
     def run(self, subject: Subject, dns: DnsContext) -> SpfResult:
         return evaluate(self.identity, subject, dns)
@@ -130,3 +171,18 @@ class SpfCheck:
     def failed(self, subject: Subject, reason: str) -> SpfResult:
         sender, domain = identity_of(self.identity, subject)
         return SpfResult("spf", "temperror", reason, self.identity, sender, domain, problem=reason)
+
+    def fields(self, result: SpfResult, ip: str, helo: str, receiver: str) -> tuple[Field, ...]:
+        """Received-SPF (RFC 7208 §9.1), for the MAIL FROM verdict only: one per message."""
+        if self.identity != "mailfrom":
+            return ()
+        return (("Received-SPF", received_spf(result, ip, helo, receiver)),)
+
+    def report(self, result: SpfResult) -> dict:
+        return {"result": result.result, "mechanism": result.mechanism, "problem": result.problem,
+                "identity": result.sender, "explanation": result.explanation}  # fmt: skip
+
+    def summary(self, result: SpfResult) -> str:
+        extra = f" mechanism={result.mechanism}" if result.mechanism else ""
+        extra += f" problem={result.problem!r}" if result.problem else ""
+        return f"spf {self.identity} ({result.sender}): {result.result}{extra}"

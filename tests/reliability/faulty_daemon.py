@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from mailwarden import callbacks, cli, headers
+from mailwarden import cli, engine, headers
 from mailwarden.checks import spf
 from mailwarden.checks.iprev import IprevCheck
 
@@ -38,7 +38,7 @@ def _ar(authserv_id, results, skipped="", _render=headers.authentication_results
     return _render(authserv_id, results, skipped)
 
 
-def _authserv_id_of(value, _parse=callbacks.authserv_id_of):
+def _authserv_id_of(value, _parse=engine.authserv_id_of):
     if "planted-bug" in value:
         raise AttributeError("planted bug in the header callback")
     return _parse(value)
@@ -47,7 +47,7 @@ def _authserv_id_of(value, _parse=callbacks.authserv_id_of):
 IprevCheck.run = _iprev
 spf.evaluate = _spf
 headers.authentication_results = _ar
-callbacks.authserv_id_of = _authserv_id_of
+engine.authserv_id_of = _authserv_id_of
 
 if __name__ == "__main__":
     sys.exit(cli.main())

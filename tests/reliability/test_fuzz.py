@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from mailwarden.checks.base import CheckResult
 from mailwarden.checks.iprev import IprevResult
-from mailwarden.checks.spf import SpfResult
+from mailwarden.checks.spf import SpfResult, received_spf
 from mailwarden.classifier import BounceClassifier, header_value
-from mailwarden.config import ACTIONS, POLICY_KEYS, Config, ConfigError, parse
+from mailwarden.config import ACTIONS, Config, ConfigError, parse, policy_keys
 from mailwarden.headers import (
     LIMIT_ADDRESS,
     LIMIT_NAME,
@@ -27,7 +27,6 @@ from mailwarden.headers import (
     authentication_results,
     authserv_id_of,
     clean,
-    received_spf,
 )
 
 from .conftest import parse_ar, received_spf_pairs, scale, unquote, well_formed_field
@@ -254,7 +253,7 @@ def assert_config_or_config_error(text: str) -> None:
         assert str(exc).startswith("fuzz.toml: invalid configuration:")
         return
     assert isinstance(config, Config)
-    assert set(config.policy) == set(POLICY_KEYS) and set(config.policy.values()) <= set(ACTIONS)
+    assert set(config.policy) == set(policy_keys()) and set(config.policy.values()) <= set(ACTIONS)
     assert all(set(p.values()) <= set(ACTIONS) for p in config.domains.values())
     assert 0.01 <= config.dns.timeout <= 60 and 0.01 <= config.dns.budget <= 300
 
