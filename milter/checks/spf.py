@@ -45,11 +45,17 @@ spf.DNSLookup = _lookup
 
 
 class _Query(spf.query):
-    """pyspf's query with the RFC 7208 §5.5 ptr rule: a DNS error on one PTR name skips that name."""
+    """pyspf's query with RFC 7208 §5.5's rules for DNS errors, where pyspf 2.0.14 answers temperror: an error
+    on the PTR lookup means no validated name (so `ptr` does not match and %{p} is "unknown", §7.3), one on
+    the address lookup of a PTR name skips that name. (A failed exp= lookup pyspf already ignores, §6.2.)"""
 
     def validated_ptrs(self) -> list[str]:
+        try:
+            names = self.dns_ptr(self.i)
+        except spf.TempError:
+            return []
         validated = []
-        for name in self.dns_ptr(self.i)[: spf.MAX_PTR]:
+        for name in names[: spf.MAX_PTR]:
             try:
                 addresses = self.dns_a(name, self.A)
             except spf.TempError:
