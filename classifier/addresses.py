@@ -24,6 +24,9 @@ REDACTED = "address@redacted.invalid"
 _OTHER_ADDRESS_RE = re.compile(r"[^\s<>@()\[\],;:]{1,64}@(?:\[[^\]\s]{1,64}\]|[^\s<>@,;:()\[\]\"']{1,253})")
 # Mailboxes that send delivery reports: a From or envelope sender naming one is a sign of a bounce.
 BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"})
+# ... and the names MTAs give that sender, also in front of an address that is no robot name (Postfix's "Mail
+# Delivery System", Sendmail's "Mail Delivery Subsystem", "Mail.Delivery.System@").
+BOUNCE_SENDER_NAME_RE = re.compile(r"(?i)mailer-daemon|mail[ .]delivery[ .](?:sub)?system")
 # Suffixes of a mailing list's administrative addresses ("announce-bounces@...").
 LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request"})
 # Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
@@ -80,10 +83,11 @@ def local_part(address: str) -> str:
 def is_bounce_sender(value: str) -> bool:
     """Whether an envelope sender or a From field names a mailbox that sends delivery reports.
 
-    'MAILER-DAEMON' alone (no domain, or only as a display name) counts too. The null sender does not:
+    'MAILER-DAEMON' alone (no domain, or only as a display name) and the display names MTAs give their report
+    sender count too. The null sender does not:
     auto-replies use it as well, so callers that take it as a sign decide that themselves.
     """
-    if "mailer-daemon" in value.lower():
+    if BOUNCE_SENDER_NAME_RE.search(value):
         return True
     return any(local_part(a) in BOUNCE_SENDER_LOCALPARTS for a in find_addresses(value) or [bare_address(value)])
 

@@ -2,9 +2,10 @@
 
 Structure is trusted before wording: a delivery-status part's Action fields, then an ARF part, then who sent
 it and what it says. Who sent it: the null envelope sender when the MTA gave the envelope (the strongest sign
-a message without a delivery-status part has, shared only with auto-replies), a MAILER-DAEMON/postmaster
-From, and only without an envelope a null Return-Path field. ``Auto-Submitted: auto-replied`` is also set by
-real bounces, so it only makes an auto-reply when nothing marks the message as a bounce.
+a message without a delivery-status part has, shared only with auto-replies), a MAILER-DAEMON/postmaster From
+or reverse path, a From with the null address, and only without an envelope the Return-Path field.
+``Auto-Submitted: auto-replied`` is also set by real bounces, so it only makes an auto-reply when nothing
+marks the message as a bounce.
 """
 
 from __future__ import annotations
@@ -48,12 +49,20 @@ AUTO_REPLY_SUBJECT_RE = re.compile(
 )
 
 
-def _null_sender(msg: Message, envelope: EnvelopeFacts | None) -> bool:
-    """Null reverse path: set by bounces, but by RFC 3834 auto-replies too. The envelope's when there is one: a
-    Return-Path field is added at final delivery, so a milter sees one only when the sender wrote it."""
+def _reverse_path(msg: Message, envelope: EnvelopeFacts | None) -> str | None:
+    """The envelope sender ("" for the null one): the envelope's when there is one (a Return-Path field is added
+    at final delivery, so a milter sees one only when the sender wrote it), else the Return-Path field's, else
+    None (not known)."""
     if envelope is not None:
-        return envelope.sender == ""
-    return header(msg, "Return-Path").strip() in ("<>", "<<>>")
+        return envelope.sender
+    field = header(msg, "Return-Path").strip()
+    return field.strip("<>") if field else None
+
+
+def _null_sender(msg: Message, envelope: EnvelopeFacts | None) -> bool:
+    """Null reverse path, or a From with the null address ('"Jetmail System" <>'): set by bounces, but by
+    RFC 3834 auto-replies too."""
+    return _reverse_path(msg, envelope) == "" or header(msg, "From").rstrip().endswith("<>")
 
 
 def _is_feedback(parsed: Parsed) -> bool:
@@ -103,7 +112,8 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
         if stated:
             return stated
     body = parsed.report_lower
-    robot = is_bounce_sender(header(msg, "From"))  # a sign of a bounce that auto-replies do not share
+    # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
+    robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)
     bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
     # A null sender that is not an auto-reply counts as much as a MAILER-DAEMON From.

@@ -145,7 +145,7 @@ EXTRA_ADDRESS_MISMATCH = {
     "bounceparser-warning-5": UNDETECTED + "taken for an auto-reply",
     "bounce_email-tt_bounce_06": "product miss: the remote's explanation names a contact address on the line "
                                  "after 'If you are not a spammer', taken for a second recipient",
-    "flufl-bounce_01": UNDETECTED + "Jetmail notice from a null sender name; the label's 'dylan' is no address",
+    "flufl-bounce_01": "label disagreement: the label's 'dylan' is no address (the Jetmail notice names no domain)",
     "flufl-llnl_01": "product miss: addresses in the remote's prose (the address form, a contact) are taken "
                      "for recipients",
     "flufl-yale_01": "product miss: the directory hints in the remote's prose are taken for recipients, and the "
@@ -154,13 +154,9 @@ EXTRA_ADDRESS_MISMATCH = {
     "flufl-microsoft_03": "product miss: the failed address is also the bounce's X-Original-To, and the "
                           "bounce's own addresses are never reported",
     "flufl-simple_03": UNDETECTED + "Exim delay warning ('message delayed 24 hours')",
-    "flufl-simple_13": UNDETECTED + "French report without From and without a bounce-sender name",
     "flufl-simple_21": UNDETECTED + "'Warning: message has not yet been delivered'",
-    "flufl-simple_24": UNDETECTED + "'Postmaster <>' sender",
     "flufl-simple_27": UNDETECTED + "MDaemon 'Warning: ... User unknown!' from MDaemon@",
-    "flufl-simple_32": UNDETECTED + "sender Mail.Delivery.System@, not a bounce-sender name",
     "flufl-simple_35": UNDETECTED + "sender 'Postmaster\\@example.com@xxx.com' and a warning subject",
-    "flufl-simple_38": UNDETECTED + "taken for an auto-reply ('Automatically rejected mail')",
     "flufl-simple_40": UNDETECTED + "'Warning: message delayed 2 days'",
     "flufl-sina_01": UNDETECTED + "undeclared GB2312 subject and body",
 }
