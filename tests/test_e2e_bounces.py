@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mailwarden.classifier import BounceClassifier
 
+from .postfix import Postfix
 from .smtp import send
 
 CORPUS = Path(__file__).parent / "data" / "dsn-corpus" / "eml"
@@ -20,35 +21,38 @@ FIELD = re.compile(
 )
 
 
-def test_dsn_over_smtp_is_labelled_per_recipient(mta):
-    marker = f"mw-{uuid.uuid4().hex}"
-    raw = f"X-Test-Marker: {marker}\r\n".encode() + (CORPUS / "lhost-postfix-63.eml").read_bytes()
-    with smtplib.SMTP("127.0.0.1", mta.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("", ["bob@example.org"], raw)
-    message = mta.delivered(marker)
-    (value,) = message.get_all("X-Mailwarden-Bounce")
+def label_fields(value: str) -> dict[str, str]:
+    """The fields of one X-Mailwarden-Bounce value (the test fails if the value does not have the format)."""
     match = FIELD.match(value)
     assert match, value
-    assert (match["category"], match["type"], match["status"]) == ("quota-issues", "transient", "5.2.2")
-    assert match["model"] == BounceClassifier.load().model_id
-    assert f"recipient={match['rcpt']}" in mta.daemon.log() and "category=quota-issues" in mta.daemon.log()
+    return match.groupdict()
+
+
+def deliver_bounce(postfix: Postfix, raw: bytes) -> dict[str, str]:
+    """Send `raw` with the null envelope sender, as a bounce arrives, and return the fields of the one
+    X-Mailwarden-Bounce it was delivered with."""
+    marker = f"mw-{uuid.uuid4().hex}"
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("", ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + raw)
+    (value,) = postfix.delivered(marker).get_all("X-Mailwarden-Bounce")
+    return label_fields(value)
+
+
+def test_dsn_over_smtp_is_labelled_per_recipient(mta):
+    label = deliver_bounce(mta, (CORPUS / "lhost-postfix-63.eml").read_bytes())
+    assert (label["category"], label["type"], label["status"]) == ("quota-issues", "transient", "5.2.2")
+    assert label["model"] == BounceClassifier.load().model_id
+    assert f"recipient={label['rcpt']}" in mta.daemon.log() and "category=quota-issues" in mta.daemon.log()
 
 
 def test_bounce_known_only_by_its_null_envelope_sender_is_labelled(mta):
     """KDDI's mailbox-full notice: From no-reply@, Subject "Mail", no delivery-status part. Without Return-Path
     (Postfix adds one only at final delivery, after the milter) MAIL FROM:<> is all that marks it."""
-    marker = f"mw-{uuid.uuid4().hex}"
     original = (CORPUS / "lhost-kddi-03.eml").read_bytes()
     without_return_path = original.replace(b"Return-Path: <>\n", b"", 1)
     assert b"Return-Path: <>" not in without_return_path
-    raw = f"X-Test-Marker: {marker}\r\n".encode() + without_return_path
-    with smtplib.SMTP("127.0.0.1", mta.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("", ["bob@example.org"], raw)
-    message = mta.delivered(marker)
-    (value,) = message.get_all("X-Mailwarden-Bounce")
-    match = FIELD.match(value)
-    assert match, value
-    assert (match["rcpt"], match["category"], match["type"]) == (
+    label = deliver_bounce(mta, without_return_path)
+    assert (label["rcpt"], label["category"], label["type"]) == (
         "kijitora@00000000000000.dion.ne.jp", "quota-issues", "transient")
 
 
@@ -58,9 +62,8 @@ def test_postfix_generated_bounce_is_labelled(mta):
     dsn = mta.delivered(f"Subject: {marker}")  # the bounce quotes the original's headers
     assert "<MAILER-DAEMON@mailwarden.test>" in dsn["From"]
     (value,) = dsn.get_all("X-Mailwarden-Bounce")
-    match = FIELD.match(value)
-    assert match, value
-    assert (match["rcpt"], match["status"], match["category"]) == ("nobody@full.test", "5.2.2", "quota-issues")
+    label = label_fields(value)
+    assert (label["rcpt"], label["status"], label["category"]) == ("nobody@full.test", "5.2.2", "quota-issues")
     assert "Mailbox full: user is over quota" in mta.daemon.log()  # the evidence that decided
 
 

@@ -8,11 +8,9 @@ import hashlib
 import json
 import shutil
 import signal
-import smtplib
 import stat
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from mailwarden.classifier import BounceClassifier
 
 from .conftest import daemon_config
 from .postfix import Daemon, Postfix, make_base_dir, wait_for
-from .test_e2e_bounces import FIELD
+from .test_e2e_bounces import deliver_bounce
 
 # A failure no bounce corpus words this way, with no status or reply code to lean on.
 REASON = "{rcpt} is orbiting Neptune with the zamboni quartet"
@@ -29,24 +27,13 @@ RECIPIENT = "carol.smith@far.example"
 TAUGHT = "inactive-mailbox"
 
 
-def bounce(marker: str) -> bytes:
+def bounce() -> bytes:
     """A plain-text bounce (no delivery-status part, no codes) about RECIPIENT."""
     return (
-        f"From: MAILER-DAEMON@relay.example\r\nTo: alice@example.org\r\nSubject: failure notice {marker}\r\n\r\n"
+        "From: MAILER-DAEMON@relay.example\r\nTo: alice@example.org\r\nSubject: failure notice\r\n\r\n"
         "Hi. This is the mail transport at relay.example. I could not deliver your message to the following "
         f"address.\r\n\r\n<{RECIPIENT}>:\r\n{REASON.format(rcpt=RECIPIENT)}\r\n"
     ).encode()
-
-
-def deliver_bounce(postfix: Postfix) -> dict[str, str]:
-    """Send the bounce with the null sender; the fields of its X-Mailwarden-Bounce as delivered."""
-    marker = f"mw-{uuid.uuid4().hex}"
-    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("", ["alice@example.org"], bounce(marker))
-    (value,) = postfix.delivered(marker).get_all("X-Mailwarden-Bounce")
-    match = FIELD.match(value)
-    assert match, value
-    return match.groupdict()
 
 
 def mailwarden(*args: str) -> subprocess.CompletedProcess:
@@ -77,7 +64,7 @@ def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
     config = str(daemon.config)
     shipped = BounceClassifier.load().model_id
 
-    before = deliver_bounce(postfix)
+    before = deliver_bounce(postfix, bounce())
     assert (before["rcpt"], before["category"], before["type"], before["model"]) == (
         RECIPIENT, "other", "unknown", shipped)
     assert float(before["confidence"]) < 0.5
@@ -102,7 +89,7 @@ def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
     daemon.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: f"bounce_model={model_id}" in daemon.log(), 30, "the reload with the taught model")
 
-    after = deliver_bounce(postfix)
+    after = deliver_bounce(postfix, bounce())
     assert (after["rcpt"], after["category"], after["model"]) == (RECIPIENT, TAUGHT, model_id)
     assert after["type"] == BounceClassifier.load(model)._model.types[TAUGHT] != "unknown"
 
@@ -116,7 +103,7 @@ def test_unplaced_bounce_is_reviewed_taught_and_placed_after_reload(stack):
 def test_a_store_that_cannot_be_opened_never_stops_mail(stack):
     base, daemon, postfix = stack
     for _ in range(2):
-        assert deliver_bounce(postfix)["category"] == "other"
+        assert deliver_bounce(postfix, bounce())["category"] == "other"
     log = daemon.log()
     assert log.count("store-unavailable") == 1 and "no/such/dir" in log
     assert not Path(base, "no").exists()
