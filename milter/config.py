@@ -10,13 +10,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from socket import getfqdn
 from types import MappingProxyType
 from typing import Any
 
 from .checks import registered
+from .sinks import sink_problems
+from .suppression import SuppressionRules
 from .upstreams import Upstream, parse_nameservers, tls_ca_problem
 
 ACTIONS = ("accept", "reject", "defer")
@@ -68,6 +70,12 @@ class BounceConfig:
 @dataclass(frozen=True)
 class EventsConfig:
     store: str = "/var/lib/mailwarden/events.sqlite"  # SQLite file (the unit's StateDirectory); "" = off
+    retention_days: int = 90  # events older than this are deleted once every sink has taken them
+    amqp_url: str = ""  # RabbitMQ, amqp:// or amqps://; "" = no publishing
+    amqp_exchange: str = "mailwarden"
+    webhook_url: str = ""  # https:// (http:// only to loopback); "" = none
+    webhook_secret: str = ""  # HMAC-SHA256 key for the X-Mailwarden-Signature header; "" = unsigned
+    webhook_ca_file: str = ""  # a private CA for the webhook, in addition to the system store
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,13 @@ class Config:
         default_factory=lambda: MappingProxyType(dict.fromkeys(policy_keys(), "accept"))
     )
     domains: MappingProxyType[str, MappingProxyType[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    suppression: SuppressionRules = SuppressionRules()
+    domain_suppression: MappingProxyType[str, SuppressionRules] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<built-in defaults>"
+
+    def suppression_for(self, domain: str) -> SuppressionRules:
+        """The suppression rules of a recipient domain: its own overrides on top of the defaults."""
+        return self.domain_suppression.get(domain.lower().rstrip("."), self.suppression)
 
     def policy_for(self, domain: str) -> MappingProxyType[str, str]:
         """The policy of a recipient domain: its own overrides on top of the defaults."""
@@ -167,7 +181,7 @@ class _Builder:
         known = {
             "socket", "socket_mode", "mta", "authserv_id", "trusted_networks", "skip_authenticated",
             "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "events",
-            "metrics", "policy", "domains",
+            "metrics", "policy", "domains", "suppression",
         }  # fmt: skip
         self.unknown((), data, known)
         sock = self.string((), data, "socket", defaults.socket)
@@ -206,9 +220,10 @@ class _Builder:
             metrics=self.metrics(self.table((), data, "metrics")),
             policy=MappingProxyType(self.policy(("policy",), self.table((), data, "policy"), defaults.policy)),
             domains=MappingProxyType({}),
+            suppression=self.suppression(("suppression",), self.table((), data, "suppression"), SuppressionRules()),
             source=self.path,
         )
-        domains = {}
+        domains, suppression = {}, {}
         for name, table in self.table((), data, "domains").items():
             where = ("domains", name)
             if not isinstance(table, dict):
@@ -216,12 +231,16 @@ class _Builder:
                 continue
             if not _DOMAIN.match(name):
                 self.problem(where, "", f"{name!r} is not a domain name")
-            self.unknown(where, table, {"policy"})
+            self.unknown(where, table, {"policy", "suppression"})
             policy = self.policy((*where, "policy"), self.table(where, table, "policy"), config.policy)
             domains[name.lower().rstrip(".")] = MappingProxyType(policy)
+            if "suppression" in table:
+                rules = self.table(where, table, "suppression")
+                suppression[name.lower().rstrip(".")] = self.suppression((*where, "suppression"), rules,
+                                                                         config.suppression)  # fmt: skip
         if self.problems:
             raise ConfigError(self.path, self.problems)
-        return replace(config, domains=MappingProxyType(domains))
+        return replace(config, domains=MappingProxyType(domains), domain_suppression=MappingProxyType(suppression))
 
     def dns(self, data: dict[str, Any]) -> DnsConfig:
         table = ("dns",)
@@ -254,12 +273,22 @@ class _Builder:
 
     def events(self, data: dict[str, Any]) -> EventsConfig:
         table = ("events",)
-        self.unknown(table, data, {"store"})
-        store = self.string(table, data, "store", EventsConfig.store)
-        if store and not store.startswith("/"):
-            self.problem(table, "store", f'{store!r} is not an absolute path (or "" for no store)')
-            return EventsConfig()
-        return EventsConfig(store=store)
+        defaults = EventsConfig()
+        self.unknown(table, data, {f.name for f in fields(EventsConfig)})
+        strings = {f.name: self.string(table, data, f.name, f.default) for f in fields(EventsConfig) if f.type == "str"}
+        for key, problem in sink_problems(strings).items():
+            self.problem(table, key, problem)
+            strings[key] = getattr(defaults, key)
+        retention = self.number(table, data, "retention_days", defaults.retention_days, 1, 36500)
+        return EventsConfig(**strings, retention_days=int(retention))
+
+    def suppression(self, table: tuple[str, ...], data: dict[str, Any], base: SuppressionRules) -> SuppressionRules:
+        self.unknown(table, data, {"threshold", "reset_days", "inactive_repeats"})
+        return SuppressionRules(
+            threshold=self.number(table, data, "threshold", base.threshold, 0.5, 1000),
+            reset_days=int(self.number(table, data, "reset_days", base.reset_days, 1, 3650)),
+            inactive_repeats=int(self.number(table, data, "inactive_repeats", base.inactive_repeats, 1, 1000)),
+        )
 
     def metrics(self, data: dict[str, Any]) -> MetricsConfig:
         table = ("metrics",)

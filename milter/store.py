@@ -1,9 +1,12 @@
 """The embedded store: one SQLite file (stdlib sqlite3, WAL) for what mailwarden keeps between messages.
 
-Today it holds the bounce recipients kept for review; the bounce events, suppression list and outbox of
-issue 13 come as further migrations. The schema version is SQLite's `user_version`: opening a file applies
-the MIGRATIONS it has not had yet, in order and each in its own transaction, so an older file is upgraded in
-place and a file from a newer mailwarden is refused rather than misread.
+It holds the bounce recipients kept for review (migration 1) and, from migration 2, the bounce events, the
+suppression list and the outbox cursors of the event sinks (issue 13). A bounce's events, its review items
+and the suppression standings they change are written in one transaction, committed before the milter
+answers end of message, so a crash right after loses nothing. The schema version is SQLite's
+`user_version`: opening a file applies the MIGRATIONS it has not had yet, in order and each in its own
+transaction, so an older file is upgraded in place and a file from a newer mailwarden is refused rather than
+misread.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
+
+from .events import FIELDS as EVENT_FIELDS
+from .events import Event
+from .suppression import Standing, SuppressionRules, address_key, scored
 
 FILE_MODE = 0o640  # the service and its group (administrators reviewing) read it; nobody else
 BUSY_TIMEOUT_MS = 200  # a reviewing administrator's short write may hold the lock; mail never waits longer
@@ -40,11 +48,53 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (text, status, reply_code, stage, model)
     );
     """,
+    # 2: bounce events, the suppression list, and how far each sink (amqp, webhook) has taken the events.
+    """
+    CREATE TABLE event (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order, never reused: the order events are published in
+        id TEXT NOT NULL UNIQUE,               -- the event's UUID, what consumers dedupe on
+        time TEXT NOT NULL,                    -- RFC 3339, UTC
+        recipient TEXT NOT NULL,
+        address TEXT NOT NULL,                 -- the recipient as the suppression list keys it (lower case)
+        category TEXT NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT,                           -- NULL when the bounce stated none
+        confidence REAL NOT NULL,
+        model TEXT NOT NULL,
+        queue_id TEXT NOT NULL,
+        reporting_mta TEXT NOT NULL,
+        diagnostic TEXT NOT NULL
+    );
+    CREATE INDEX event_time ON event (time);
+    CREATE INDEX event_address ON event (address, seq);
+    CREATE TABLE suppression (
+        address TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        day TEXT NOT NULL,
+        day_weight REAL NOT NULL,
+        inactive INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        reason TEXT,                           -- NULL while the address is not suppressed
+        since TEXT
+    );
+    CREATE TABLE outbox (
+        sink TEXT PRIMARY KEY,                 -- "amqp", "webhook"
+        published INTEGER NOT NULL             -- seq of the last event the sink has taken (confirmed or given up)
+    );
+    """,
 )
 
 
 class StoreError(Exception):
     """The store file cannot be used: unreadable, not SQLite, or written by a newer mailwarden."""
+
+
+class Recorded(NamedTuple):
+    """What one bounce's transaction wrote."""
+
+    events: int
+    kept_for_review: int  # review items stored or counted as seen again
+    suppressed: list[Standing]  # addresses this bounce suppressed
 
 
 class StoreFull(StoreError):
@@ -72,6 +122,12 @@ class ReviewItem:
 _COLUMNS = tuple(f.name for f in fields(ReviewItem))
 _INSERTED = _COLUMNS[:-2]  # all but id and seen
 _OPTIONAL = ("status", "reply_code", "stage", "remote_mta")  # stored as "" when None
+_STANDING = tuple(f.name for f in fields(Standing))
+_INSERT_EVENT = (f"INSERT INTO event ({', '.join(EVENT_FIELDS)}, address) "
+                 f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})")  # fmt: skip
+_UPSERT_STANDING = (f"INSERT OR REPLACE INTO suppression ({', '.join(_STANDING)}) "
+                    f"VALUES ({', '.join('?' * len(_STANDING))})")  # fmt: skip
+_SELECT_EVENTS = f"SELECT seq, {', '.join(EVENT_FIELDS)} FROM event"
 _INSERT_REVIEW = (
     f"INSERT INTO review ({', '.join(_INSERTED)}) SELECT {', '.join('?' * len(_INSERTED))} "
     "WHERE (SELECT count(*) FROM review) < ? "
@@ -132,14 +188,113 @@ class Store:
                 raise
         return changed
 
+    def record(self, events: list[Event], review: list[ReviewItem],
+               rules_for: Callable[[str], SuppressionRules] = lambda _: SuppressionRules()) -> Recorded:  # fmt: skip
+        """One bounce in one transaction: its events, the suppression standing of each recipient (by the rules
+        of its domain), its review items (while fewer than MAX_REVIEW_ITEMS wait)."""
+        suppressed = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                kept = sum(self._db.execute(_INSERT_REVIEW, _row(item) + (MAX_REVIEW_ITEMS,)).rowcount
+                           for item in review)  # fmt: skip
+                for event in events:
+                    address = address_key(event.recipient)
+                    self._db.execute(_INSERT_EVENT, (*astuple(event), address))
+                    before = self._standing(address)
+                    after = scored(before, event, rules_for(address.rpartition("@")[2]))
+                    self._db.execute(_UPSERT_STANDING, astuple(after))
+                    if after.reason is not None and before.reason is None:
+                        suppressed.append(after)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Recorded(len(events), kept, suppressed)
+
+    def _standing(self, address: str) -> Standing:
+        row = self._db.execute(f"SELECT {', '.join(_STANDING)} FROM suppression WHERE address = ?",
+                               (address,)).fetchone()  # fmt: skip
+        return Standing(*row) if row else Standing(address)
+
     def keep_for_review(self, items: list[ReviewItem]) -> int:
         """Store items in one transaction (a repeat of a waiting one only counts as seen again); the number
         stored or counted. Raises StoreFull, after keeping what fits, when MAX_REVIEW_ITEMS are waiting."""
-        kept = self._write(_INSERT_REVIEW, (_row(item) + (MAX_REVIEW_ITEMS,) for item in items))
+        kept = self.record([], items).kept_for_review
         if kept < len(items):
-            raise StoreFull(f"{self.path}: {MAX_REVIEW_ITEMS} bounces wait for review; no more are kept until "
-                            "some are labelled and forgotten")
+            raise StoreFull(full_message(self.path))
         return kept
+
+    def events(self, since: str = "", recipient: str = "", category: str = "") -> list[Event]:
+        """Stored events, oldest first: those at or after `since` (an RFC 3339 prefix), of one recipient
+        (any case), of one category."""
+        where, params = ["time >= ?"], [since]
+        if recipient:
+            where.append("address = ?")
+            params.append(address_key(recipient))
+        if category:
+            where.append("category = ?")
+            params.append(category)
+        with self._lock:
+            rows = self._db.execute(f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY seq", params).fetchall()
+        return [Event(*row[1:]) for row in rows]
+
+    def suppressed(self) -> list[Standing]:
+        """The suppressed addresses, first suppressed first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(_STANDING)} FROM suppression WHERE reason IS NOT NULL "
+                                    "ORDER BY since, address").fetchall()  # fmt: skip
+        return [Standing(*row) for row in rows]
+
+    def forget(self, address: str) -> bool:
+        """Take an address off the suppression list and forget its score; whether it was there."""
+        return self._write("DELETE FROM suppression WHERE address = ?", [(address_key(address),)]) > 0
+
+    # -- the outbox: each sink takes the events in commit order and moves its cursor once they are taken --
+
+    def open_outbox(self, sink: str) -> None:
+        """Start a sink's cursor at the newest event, the first time the sink is configured (what was stored
+        before it existed is not sent); a sink that had one goes on from where it stopped."""
+        self._write("INSERT OR IGNORE INTO outbox SELECT ?, coalesce(max(seq), 0) FROM event", [(sink,)])
+
+    def unpublished(self, sink: str, limit: int) -> list[tuple[int, Event]]:
+        """The next events a sink has not taken, in commit order, with their sequence numbers."""
+        with self._lock:
+            rows = self._db.execute(f"{_SELECT_EVENTS} WHERE seq > (SELECT published FROM outbox WHERE sink = ?) "
+                                    "ORDER BY seq LIMIT ?", (sink, limit)).fetchall()  # fmt: skip
+        return [(row[0], Event(*row[1:])) for row in rows]
+
+    def taken(self, sink: str, seq: int) -> None:
+        """The sink has taken every event up to `seq`."""
+        self._write("UPDATE outbox SET published = max(published, ?) WHERE sink = ?", [(seq, sink)])
+
+    def backlog(self, sink: str) -> tuple[int, str | None]:
+        """How many events a sink has not taken yet, and the time of the oldest of them."""
+        with self._lock:
+            return self._db.execute("SELECT count(*), min(time) FROM event WHERE seq > "
+                                    "(SELECT published FROM outbox WHERE sink = ?)", (sink,)).fetchone()  # fmt: skip
+
+    def expire(self, before: str, sinks: Iterable[str]) -> int:
+        """Delete events older than `before` that every given sink has taken; the number deleted. Standings that
+        suppress nothing and last counted before then go too: they would be reset at their next bounce."""
+        sinks = list(sinks)
+        taken = ("AND seq <= (SELECT min(published) FROM outbox WHERE sink IN "
+                 f"({', '.join('?' * len(sinks))}))") if sinks else ""  # fmt: skip
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = self._db.execute(f"DELETE FROM event WHERE time < ? {taken}", (before, *sinks)).rowcount
+                self._db.execute("DELETE FROM suppression WHERE reason IS NULL AND day < ?", (before[:10],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return deleted
+
+    def integrity(self) -> str:
+        """SQLite's quick_check: "ok", or what is wrong with the file."""
+        with self._lock:
+            return "; ".join(row[0] for row in self._db.execute("PRAGMA quick_check").fetchall())
 
     def review_items(self) -> list[ReviewItem]:
         """Every item waiting for review, oldest first."""
@@ -156,6 +311,11 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def full_message(path: str) -> str:
+    return (f"{path}: {MAX_REVIEW_ITEMS} bounces wait for review; no more are kept until some are labelled and "
+            "forgotten")
 
 
 def _row(item: ReviewItem) -> tuple:

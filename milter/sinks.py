@@ -1,0 +1,65 @@
+"""What the [events] settings may name: the store file and the two sinks events are sent to.
+
+Kept apart from the sinks themselves so that the configuration can check them without opening anything.
+URLs may carry credentials (amqp://user:password@host, https://user:password@host/webhooks/bounce): they are
+shown through `redacted()` wherever they are logged or reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from .upstreams import tls_ca_problem
+
+AMQP_SCHEMES = ("amqp", "amqps")
+_EXCHANGE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")  # AMQP 0-9-1's exchange-name characters
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced by "***": what may be logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{parts.username}:***@{netloc[2]}").geturl()
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def sink_problems(settings: dict[str, str]) -> dict[str, str]:
+    """The problem with each [events] string setting that has one (by key)."""
+    problems = {}
+    store = settings["store"]
+    if store and not store.startswith("/"):
+        problems["store"] = f'{store!r} is not an absolute path (or "" for no store)'
+    amqp = settings["amqp_url"]
+    try:
+        scheme, host = urlsplit(amqp).scheme, urlsplit(amqp).hostname
+    except ValueError:
+        scheme = host = None
+    if amqp and (scheme not in AMQP_SCHEMES or not host):
+        problems["amqp_url"] = f"{redacted(amqp)!r} is not amqp://[user:password@]host[:port][/vhost] (or amqps://)"
+    if not _EXCHANGE.match(settings["amqp_exchange"]):
+        problems["amqp_exchange"] = f"{settings['amqp_exchange']!r} is not an exchange name"
+    webhook = settings["webhook_url"]
+    try:
+        scheme, host = urlsplit(webhook).scheme, urlsplit(webhook).hostname
+    except ValueError:
+        scheme = host = None
+    if webhook and not (host and (scheme == "https" or (scheme == "http" and is_loopback(host)))):
+        problems["webhook_url"] = f"{redacted(webhook)!r} is not an https:// URL (http:// only to a loopback address)"
+    if settings["webhook_ca_file"] and (problem := tls_ca_problem(settings["webhook_ca_file"])):
+        problems["webhook_ca_file"] = problem
+    if (amqp or webhook) and not store:
+        key = "amqp_url" if amqp else "webhook_url"
+        problems[key] = 'needs the store: events are sent from it (store = "" turns events off)'
+    return problems
