@@ -19,6 +19,16 @@ DNS_TIMEOUTS = Counter("mailwarden_dns_timeouts", "DNS queries that timed out or
 DNS_ERRORS = Counter("mailwarden_dns_errors", "DNS answers that were errors (SERVFAIL, REFUSED, garbage, loops)")
 DNS_TLS_CONNECTIONS = Counter("mailwarden_dns_tls_connections", "DNS-over-TLS connections opened (a handshake each)")
 RELOADS = Counter("mailwarden_reloads", "SIGHUP reloads", ["outcome"])
+EVENTS_STORED = Counter("mailwarden_events_stored", "Bounce events committed to the store")
+EVENTS_PUBLISHED = Counter("mailwarden_events_published", "Bounce events a sink took (broker confirmed, webhook 2xx)",
+                           ["sink"])  # fmt: skip
+EVENTS_FAILED = Counter("mailwarden_events_failed", "Bounce events lost: not stored, or refused for good by a sink",
+                        ["stage"])  # fmt: skip
+SUPPRESSED = Counter("mailwarden_suppressed", "Addresses put on the suppression list", ["reason"])
+STORE_UP = Gauge("mailwarden_store_up", "1 while the event store can be written, 0 after a failure")
+OUTBOX_DEPTH = Gauge("mailwarden_outbox_depth", "Stored events a sink has not taken yet", ["sink"])
+OUTBOX_OLDEST = Gauge("mailwarden_outbox_oldest_seconds", "Age of the oldest event a sink has not taken", ["sink"])
+SINK_UP = Gauge("mailwarden_sink_up", "1 while a sink (amqp, webhook) takes events, 0 while it is down", ["sink"])
 SESSIONS_OPEN = Gauge("mailwarden_sessions_open", "SMTP sessions the milter is serving now")
 STAGE_SECONDS = Histogram(
     "mailwarden_stage_seconds",
