@@ -33,6 +33,7 @@ from .callbacks import UNDECODED_HELO
 from .config import Config, load, unix_path
 from .engine import Engine
 from .log import event, setup
+from .outbox import EventService
 from .protocols import milter_class
 
 STOP_GRACE = 30.0  # seconds in-flight sessions get after SIGTERM
@@ -123,6 +124,7 @@ class Daemon:
     def __init__(self, config: Config, path: str | None) -> None:
         self.path = path
         self.engine = Engine.from_config(config)
+        self.events = EventService.from_config(config)  # the threads that send stored events to their sinks
         self.failed: BaseException | None = None
         self._signals: list[int] = []
         self._wake = threading.Event()
@@ -146,6 +148,9 @@ class Daemon:
             event("reload-warning", logging.WARNING, why="a new socket or mta takes effect at the next restart")
         setup(config.log_level, config.log_format)
         self.engine = engine
+        if config.events != old.events:
+            self.events.stop()
+            self.events = EventService.from_config(config).start()
         metrics.RELOADS.labels("done").inc()
         model = engine.classifier.model_id if engine.classifier else "off"
         event("reloaded", config=self.path, bounce_model=model)
@@ -192,6 +197,13 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         server = threading.Thread(target=self._serve, args=(config,), name="libmilter", daemon=True)
         server.start()
+        self.events.start()
+        try:
+            return self._serve_signals(server, gate)
+        finally:
+            self.events.stop()
+
+    def _serve_signals(self, server: threading.Thread, gate: Gate) -> int:
         while server.is_alive():
             self._wake.wait()
             self._wake.clear()

@@ -23,9 +23,11 @@ from .classifier import BounceClassifier, EnvelopeFacts, header_value
 from .classifier.addresses import bare_address, is_bounce_sender
 from .config import Config
 from .dns import Budget, Resolver
+from .events import reporting_mta_of
 from .headers import authserv_id_of
 from .log import event
 from .policy import ACCEPT, Decision, decide
+from .recorder import Recorder
 from .review import Review
 from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
 from .session import Envelope, Session
@@ -64,14 +66,14 @@ class Engine:
         resolver: Resolver,
         checks: tuple[Check, ...] | None = None,  # None: the registered checks
         classifier: BounceClassifier | None = None,
-        review: Review | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.config = config
         self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
         self.checks = registered() if checks is None else checks
         self.classifier = classifier
-        self.review = review or Review(config.bounce.review_below, store=None)
+        self.recorder = recorder or Recorder(Review(config.bounce.review_below), store=None)
         self.verdicts = Verdicts(config.dns.cache_size)
 
     @classmethod
@@ -80,11 +82,11 @@ class Engine:
         dns = config.dns
         upstreams = nameservers(dns.nameservers, dns.tls_ca_file)
         resolver = Resolver(upstreams, timeout=dns.timeout, cache_size=dns.cache_size)
-        classifier = review = None
+        classifier = recorder = None
         if bounces and config.bounce.enabled:
             classifier = BounceClassifier.load(config.bounce.model or None)
-            review = Review.from_config(config)  # after the model: a refused reload opens no store
-        return cls(config, resolver, classifier=classifier, review=review)
+            recorder = Recorder.from_config(config)  # after the model: a refused reload opens no store
+        return cls(config, resolver, classifier=classifier, recorder=recorder)
 
     def _run(self, stage: Stage, subject: Subject) -> dict[str, CheckResult]:
         budget = Budget(self.config.dns.budget)
@@ -208,11 +210,14 @@ class Engine:
             return []
         facts = EnvelopeFacts(sender=envelope.sender, client_ip=session.ip, client_name=session.hostname,
                               queue_id=envelope.queue_id)
-        report = self.classifier.analyse(envelope.raw_message(), envelope=facts)
+        raw = envelope.raw_message()
+        report = self.classifier.analyse(raw, envelope=facts)
         if not report.bounce:
             return []
         model = self.classifier.model_id
-        recipients = self.review.apply(report.recipients, envelope.queue_id, model)  # unplaced -> other, kept
+        reporting_mta = reporting_mta_of(raw, session.hostname, session.ip)
+        # Unplaced recipients become `other`; events, review items and suppressions are committed here.
+        recipients = self.recorder.apply(report.recipients, envelope.queue_id, model, reporting_mta)
         for verdict in recipients:
             metrics.child(metrics.BOUNCES, verdict.category, verdict.type).inc()
             event(

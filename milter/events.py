@@ -45,10 +45,13 @@ class Event:
 FIELDS = tuple(f.name for f in fields(Event))
 
 
-def reporting_mta_of(message: bytes, client: str) -> str:
-    """The MTA that wrote the report: its Reporting-MTA field (RFC 3464), else the client that handed it to us."""
+def reporting_mta_of(message: bytes, client_name: str, client_ip: str) -> str:
+    """The MTA that wrote the report: its Reporting-MTA field (RFC 3464), else the client that handed it to us
+    (by name when the MTA had one for it)."""
     found = _REPORTING_MTA.search(message, 0, REPORTING_MTA_WINDOW)
-    return clean(found[1] if found else client, LIMIT_NAME)
+    if found:
+        return clean(found[1], LIMIT_NAME)
+    return clean(client_name if client_name not in ("", "unknown") else client_ip, LIMIT_NAME)
 
 
 def events_of(verdicts: Iterable[RecipientVerdict], *, time: str, model: str, queue_id: str,

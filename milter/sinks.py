@@ -1,6 +1,6 @@
-"""What the [events] settings may name: the store file and the two sinks events are sent to.
+"""What every event sink (amqp.py, webhook.py) promises the outbox, and what the [events] settings may name.
 
-Kept apart from the sinks themselves so that the configuration can check them without opening anything.
+The checks live here, apart from the sinks, so that the configuration can check them without opening anything.
 URLs may carry credentials (amqp://user:password@host, https://user:password@host/webhooks/bounce): they are
 shown through `redacted()` wherever they are logged or reported.
 """
@@ -9,12 +9,52 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from typing import NamedTuple, Protocol
+from urllib.parse import unquote, urlsplit
 
+from .events import Event
 from .upstreams import tls_ca_problem
 
 AMQP_SCHEMES = ("amqp", "amqps")
 _EXCHANGE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")  # AMQP 0-9-1's exchange-name characters
+
+
+class Sent(NamedTuple):
+    """How many of a batch's events, from its start, a sink is done with, and how many of those it refused."""
+
+    taken: int
+    refused: int = 0
+
+
+class SinkDown(Exception):
+    """The sink cannot take events now; `sent` says what it took of the batch before it failed."""
+
+    def __init__(self, reason: str, sent: Sent | None = None) -> None:
+        super().__init__(reason)
+        self.sent = sent or Sent(0)
+
+
+class Sink(Protocol):
+    name: str
+    target: str  # where it sends, without credentials: what the log says
+    secrets: tuple[str, ...]  # never to appear in a log line
+
+    def send(self, events: list[Event]) -> Sent:
+        """Send in order, each taken before the next is sent; raises SinkDown."""
+
+    def idle(self) -> None:
+        """Nothing to send for a while: keep the connection alive."""
+
+    def close(self) -> None:
+        """Close the connection (a later send opens a new one)."""
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """The text with every secret replaced by "***": error messages may quote what they were given."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def redacted(url: str) -> str:
@@ -24,6 +64,12 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.rpartition("@")
     return parts._replace(netloc=f"{parts.username}:***@{netloc[2]}").geturl()
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password as written and as decoded: either may turn up in an error message."""
+    password = urlsplit(url).password
+    return (password, unquote(password)) if password else ()
 
 
 def is_loopback(host: str | None) -> bool:
