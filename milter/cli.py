@@ -12,7 +12,8 @@ from pathlib import Path
 from .classifier.cli import register as register_bounce_commands
 from .config import Config, load
 from .engine import Engine
-from .store import ReviewItem, Store, StoreError
+from .events_cli import register as register_event_commands
+from .store import ReviewItem, Store, StoreError, problems
 from .upstreams import parse_nameservers
 from .version import __version__
 
@@ -80,6 +81,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"{DEFAULT_CONFIG} does not exist: the built-in defaults are in use")
         return 0
     config = load(path)
+    if config.events.store and (found := problems(config.events.store)):
+        print(f"{path}: [events] store cannot be used:\n" + "\n".join(f"  {p}" for p in found), file=sys.stderr)
+        if Path(config.events.store).exists():  # else the daemon creates it where systemd's StateDirectory is
+            return 2
     print(f"{path}: OK (socket {config.socket}, authserv-id {config.authserv_id}, {len(config.domains)} domain(s))")
     return 0
 
@@ -175,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--forget-labelled", type=Path, metavar="FILE.jsonl",
                         help="instead of listing: forget the items that have a category in this file")
     review.set_defaults(func=cmd_bounces_review)
+    register_event_commands(bounces_sub, load_config, f"read [events] store from this file (default: {DEFAULT_CONFIG})")
 
     register_bounce_commands(sub)  # classify, train, eval
     return parser

@@ -18,7 +18,7 @@ from .config import Config
 from .events import Event, events_of
 from .log import event
 from .review import Review, ReviewItem
-from .store import Store, StoreError, StoreFull, full_message
+from .store import Store, StoreError, StoreFull, full_message, problems
 from .suppression import SuppressionRules
 
 
@@ -36,12 +36,17 @@ class Recorder:
         """The recorder of a configuration; a store that cannot be opened is logged and recording goes without."""
         store = None
         if config.events.store:
+            found = []
             try:
                 store = Store(config.events.store)
             except StoreError as exc:
                 event("store-unavailable", logging.ERROR, error=str(exc),
                       consequence="no bounce event, suppression or review item is kept")  # fmt: skip
-            metrics.STORE_UP.set(store is not None)
+            else:  # kept open all the same: a disk may get room again, SQLite may read around damage
+                found = problems(config.events.store)
+                for problem in found:
+                    event("store-problem", logging.ERROR, error=problem, consequence="bounce events may not be kept")
+            metrics.STORE_UP.set(store is not None and not found)
         return cls(Review(config.bounce.review_below), store, config)
 
     def apply(self, verdicts: Iterable[RecipientVerdict], queue_id: str, model: str,

@@ -23,6 +23,7 @@ from .events import FIELDS as EVENT_FIELDS
 from .events import Event
 from .suppression import Standing, SuppressionRules, address_key, scored
 
+MIN_FREE_BYTES = 1 << 20  # less room than this beside the store is a full disk: its next writes would fail
 FILE_MODE = 0o640  # the service and its group (administrators reviewing) read it; nobody else
 BUSY_TIMEOUT_MS = 200  # a reviewing administrator's short write may hold the lock; mail never waits longer
 MAX_REVIEW_ITEMS = 10_000  # distinct texts kept for review: a flood of made-up bounces cannot fill the disk
@@ -291,11 +292,6 @@ class Store:
                 raise
         return deleted
 
-    def integrity(self) -> str:
-        """SQLite's quick_check: "ok", or what is wrong with the file."""
-        with self._lock:
-            return "; ".join(row[0] for row in self._db.execute("PRAGMA quick_check").fetchall())
-
     def review_items(self) -> list[ReviewItem]:
         """Every item waiting for review, oldest first."""
         with self._lock:
@@ -311,6 +307,36 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def problems(path: str) -> list[str]:
+    """What keeps a store file from working, without changing it (`config check`, the daemon's start): a
+    directory that is not there or not writable, a file that is not SQLite, damaged or from a newer mailwarden,
+    a full disk."""
+    file = Path(path)
+    if not file.exists():
+        parent = file.parent
+        if not parent.is_dir():
+            return [f"{path}: directory {parent} does not exist"]
+        return [] if os.access(parent, os.W_OK) else [f"{path}: directory {parent} is not writable"]
+    found = []
+    try:
+        db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                found.append(f"{path}: schema version {version} is newer than this mailwarden ({len(MIGRATIONS)})")
+            check = "; ".join(row[0] for row in db.execute("PRAGMA quick_check").fetchall())
+            if check != "ok":
+                found.append(f"{path}: damaged: {check[:300]}")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        found.append(f"{path}: {exc}")
+    free = os.statvfs(file.parent)
+    if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+        found.append(f"{path}: the disk is full ({free.f_bavail * free.f_frsize} bytes free)")
+    return found
 
 
 def full_message(path: str) -> str:
