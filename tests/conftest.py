@@ -11,6 +11,8 @@ import pytest
 
 from .dnsserver import TestDNSServer, Zone, free_port, reverse_name
 from .postfix import POSTFIX, Daemon, Postfix, make_base_dir
+from .rabbitmq import SERVER as RABBITMQ_SERVER
+from .rabbitmq import RabbitMQ
 from .tlscerts import TestCA
 
 AUTHSERV_ID = "mx.mailwarden.test"
@@ -75,6 +77,17 @@ def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = No
 def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
     """A private CA for the DNS-over-TLS endpoints of the tests ([dns] tls_ca_file)."""
     return TestCA(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """A private RabbitMQ on loopback for the whole run (tests use exchanges of their own); a test that stops it
+    starts it again before it ends."""
+    if not Path(RABBITMQ_SERVER).exists():
+        pytest.fail("RabbitMQ is not installed: .ci/run installs it (apt-get install rabbitmq-server)")
+    broker = RabbitMQ(tmp_path_factory.mktemp("rabbitmq")).start()
+    yield broker
+    broker.destroy()
 
 
 @pytest.fixture(scope="session")
