@@ -11,6 +11,7 @@ thread notices it and backs off; mail never waits for any of it.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pika
 import pika.exceptions
@@ -21,6 +22,11 @@ from .sinks import Sent, SinkDown, redacted, url_secrets
 TIMEOUT = 10.0  # seconds: connect, socket reads, a blocked connection, a confirm
 HEARTBEAT = 60  # seconds; served while idle by idle()
 PERSISTENT = 2
+
+# pika logs every failed connection attempt with a traceback, on loggers of its own that would reach stderr
+# through Python's last-resort handler; the outbox logs the outage once, in mailwarden's format.
+logging.getLogger("pika").addHandler(logging.NullHandler())
+logging.getLogger("pika").propagate = False
 
 
 def routing_key(event: Event) -> str:

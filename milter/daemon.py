@@ -195,9 +195,9 @@ class Daemon:
         Milter.factory = lambda: kind(self.engine, gate)
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        self.events.start()
         server = threading.Thread(target=self._serve, args=(config,), name="libmilter", daemon=True)
         server.start()
-        self.events.start()
         try:
             return self._serve_signals(server, gate)
         finally:

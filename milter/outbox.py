@@ -11,7 +11,9 @@ it ends. The same service deletes events past their retention once every sink ha
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +22,7 @@ from .amqp import AmqpSink
 from .config import Config
 from .log import event
 from .sinks import Sink, SinkDown, scrub
-from .store import Store
+from .store import Store, StoreError
 from .webhook import WebhookSink
 
 POLL = 1.0  # seconds: a look at the store even when nothing woke the thread (and AMQP heartbeats served)
@@ -53,6 +55,14 @@ class SinkWorker:
         self._gauges_at = 0.0
 
     def start(self) -> None:
+        """Open the sink's cursor now, before the milter serves, so that no event stored meanwhile is skipped by
+        a sink configured for the first time (the thread opens it itself if the store fails here)."""
+        with contextlib.suppress(StoreError, sqlite3.Error):
+            store = Store(self.store_path)
+            try:
+                store.open_outbox(self.sink.name)
+            finally:
+                store.close()
         _wakers.add(self._wake)
         self._thread.start()
 
