@@ -99,11 +99,17 @@ class MailwardenMilter(Milter.Base):
     def negotiate(self, opts: list[int]) -> int:
         """pymilter's negotiation without its per-connection search for @symlist macro lists (mailwarden sets
         none; the search misses seven attributes, ~7 µs per connection): ask the MTA to leave out what
-        `protocol_mask` names, keep every action on offer."""
+        `protocol_mask` names, keep every action on offer. And header values verbatim (P_HDR_LEADSPC, which
+        pymilter turns off): DKIM's simple canonicalisation hashes the white space after the colon, which
+        the MTA otherwise cuts (one space, or none when the field had a tab or nothing there)."""
         self._actions = opts[0]
-        opts[1] = self._protocol = opts[1] & ~self.protocol_mask()
+        opts[1] = self._protocol = opts[1] & (~self.protocol_mask() | Milter.P_HDR_LEADSPC)
         opts[2] = opts[3] = 0
         return Milter.CONTINUE
+
+    @property
+    def verbatim_headers(self) -> bool:
+        return bool(self._protocol & Milter.P_HDR_LEADSPC)
 
     def answer(self, result: int, no_reply_bit: int) -> int:
         """What the MTA gets: nothing at a stage negotiated without reply (a failure waits for the next stage
@@ -158,7 +164,8 @@ class MailwardenMilter(Milter.Base):
     @callback("header", timed=False)
     def header(self, name: str, value: str) -> int:
         if self.envelope is not None:
-            self.engine.header(self.envelope, name, value)
+            # Without P_HDR_LEADSPC the MTA cut the space after the colon: as it usually is, it comes back.
+            self.engine.header(self.envelope, name, value if self.verbatim_headers else " " + value)
         return Milter.CONTINUE
 
     @callback("body", timed=False)
@@ -173,12 +180,19 @@ class MailwardenMilter(Milter.Base):
         assert envelope is not None
         envelope.queue_id = self.getsymval("i") or envelope.queue_id
         edits = self.engine.end(self.session, envelope)
+        decision = edits.decision
+        if decision.action in ("reject", "defer"):
+            self.setreply(decision.code, decision.xcode, decision.text)
+            return Milter.REJECT if decision.action == "reject" else Milter.TEMPFAIL
+        if decision.action == "quarantine":
+            self.quarantine(decision.text)
+        lead = " " if self.verbatim_headers else ""  # with P_HDR_LEADSPC the MTA adds no space after the colon
         for name, index in edits.removed:
             self.chgheader(name, index, "")
         for name, value in reversed(edits.prepended):  # each at index 0: the last inserted ends on top
-            self.addheader(name, value, 0)
+            self.addheader(name, lead + value, 0)
         for name, value in edits.appended:
-            self.addheader(name, value)
+            self.addheader(name, lead + value)
         return Milter.CONTINUE
 
     def abort(self) -> int:

@@ -30,8 +30,13 @@ _SOCKET = re.compile(r"^(unix|local):/.+$|^inet6?:\d{1,5}(@.+)?$")
 
 
 def policy_keys() -> tuple[str, ...]:
-    """Every key of a [policy] table: "<prefix>_<result>" for each result a registered check can act on."""
+    """Every action key of a [policy] table: "<prefix>_<result>" for each result a registered check can act on."""
     return tuple(key for check in registered() for key in check.policy_keys())
+
+
+def policy_options() -> dict[str, bool]:
+    """Every true/false key of a [policy] table (dmarc_enforce, ...), with its default."""
+    return {key: default for check in registered() for key, default in check.options.items()}
 
 
 def unix_path(spec: str) -> str | None:
@@ -102,10 +107,12 @@ class Config:
     bounce: BounceConfig = BounceConfig()
     events: EventsConfig = EventsConfig()
     metrics: MetricsConfig = MetricsConfig()
-    policy: MappingProxyType[str, str] = field(
-        default_factory=lambda: MappingProxyType(dict.fromkeys(policy_keys(), "accept"))
+    policy: MappingProxyType[str, str | bool] = field(
+        default_factory=lambda: MappingProxyType({**dict.fromkeys(policy_keys(), "accept"), **policy_options()})
     )
-    domains: MappingProxyType[str, MappingProxyType[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    domains: MappingProxyType[str, MappingProxyType[str, str | bool]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     suppression: SuppressionRules = SuppressionRules()
     domain_suppression: MappingProxyType[str, SuppressionRules] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<built-in defaults>"
@@ -114,7 +121,7 @@ class Config:
         """The suppression rules of a recipient domain: its own overrides on top of the defaults."""
         return self.domain_suppression.get(domain.lower().rstrip("."), self.suppression)
 
-    def policy_for(self, domain: str) -> MappingProxyType[str, str]:
+    def policy_for(self, domain: str) -> MappingProxyType[str, str | bool]:
         """The policy of a recipient domain: its own overrides on top of the defaults."""
         return self.domains.get(domain.lower().rstrip("."), self.policy)
 
@@ -298,10 +305,11 @@ class _Builder:
             self.problem(table, "address", f"{address!r} is not host:port")
         return MetricsConfig(address=address)
 
-    def policy(self, table: tuple[str, ...], data: dict[str, Any], base: MappingProxyType[str, str]) -> dict:
-        keys = policy_keys()
-        self.unknown(table, data, set(keys))
-        return {key: self.choice(table, data, key, base[key], ACTIONS) for key in keys}
+    def policy(self, table: tuple[str, ...], data: dict[str, Any], base: MappingProxyType[str, str | bool]) -> dict:
+        keys, options = policy_keys(), policy_options()
+        self.unknown(table, data, {*keys, *options})
+        actions = {key: self.choice(table, data, key, str(base[key]), ACTIONS) for key in keys}
+        return actions | {key: self.boolean(table, data, key, bool(base[key])) for key in options}
 
     # -- typed getters: each reports a wrong type and returns the default so that checking goes on --
 

@@ -2,9 +2,12 @@
 
 The milter callbacks and the `check` command both drive this one object, so what an administrator sees
 from `mailwarden check` is exactly what the milter does. It runs the registered checks (checks/__init__.py)
-and knows none of them by name. At end of message it says what to change, and the callbacks make the
-changes: our Received-SPF and Authentication-Results on top, incoming A-R fields that claim our authserv-id
-removed (RFC 8601 §5), and bounce labels. One engine serves one loaded configuration; a reload builds a new
+and knows none of them by name: the client's at connect, the envelope's at MAIL FROM, the message's at end
+of data (over the header fields and the body hashes they asked for while the message streamed past). At end
+of message it says what to do and what to change, and the callbacks do it: reject or quarantine when a
+recipient domain's policy asks so for a message check's result, else our Received-SPF and
+Authentication-Results on top, incoming A-R fields that claim our authserv-id removed (RFC 8601 §5), and
+bounce labels. One engine serves one loaded configuration; a reload builds a new
 engine while sessions that started under the old one finish with it.
 """
 
@@ -13,12 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from email.utils import parseaddr
 from typing import NamedTuple
 
 from . import headers, metrics
 from .checks import registered
 from .checks.base import Check, CheckResult, DnsContext, Field, Stage, Subject
+from .checks.message import MessageCheck, MessageReader, read_message
 from .classifier import BounceClassifier, EnvelopeFacts, header_value
 from .classifier.addresses import bare_address, is_bounce_sender
 from .config import Config
@@ -26,7 +31,7 @@ from .dns import Budget, Resolver
 from .events import reporting_mta_of
 from .headers import authserv_id_of
 from .log import event
-from .policy import ACCEPT, Decision, decide
+from .policy import ACCEPT, Decision, decide, stronger
 from .recorder import Recorder
 from .review import Review
 from .sanitise import LIMIT_ADDRESS, LIMIT_NAME, clean
@@ -53,6 +58,7 @@ class Edits(NamedTuple):
     removed: list[tuple[str, int]]  # (name, 1-based index) of fields to delete, last first: earlier ones keep theirs
     prepended: list[Field]  # fields to insert at the top, top first
     appended: list[Field]  # fields to add at the end
+    decision: Decision = ACCEPT  # reject / defer: no edits, the message is refused; quarantine: held, edited
 
 
 def domain_of(address: str) -> str:
@@ -72,6 +78,7 @@ class Engine:
         self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
         self.checks = registered() if checks is None else checks
+        self.message_checks = tuple(c for c in self.checks if isinstance(c, MessageCheck))
         self.classifier = classifier
         self.recorder = recorder or Recorder(Review(config.bounce.review_below), store=None)
         self.verdicts = Verdicts(config.dns.cache_size)
@@ -106,7 +113,8 @@ class Engine:
         except Exception as exc:  # a bug in a check must cost a verdict, never the message
             event("check-error", logging.ERROR, exc_info=True, check=check.name, client=subject.ip)
             return check.failed(subject, f"internal error: {exc}")
-        self.verdicts.put(check.name, subject, result, dns.expires)
+        if check.stage != "message":  # a message is never seen twice
+            self.verdicts.put(check.name, subject, result, dns.expires)
         return result
 
     def connect(self, session: Session) -> None:
@@ -120,6 +128,8 @@ class Engine:
         envelope.skip = session.skip or self._skip_reason(envelope)
         if not envelope.skip:
             envelope.results = self._run("mail", envelope.subject(session))
+            if self.message_checks:
+                envelope.message = MessageReader(self.message_checks)
         if self.may_be_bounce(envelope.sender):
             envelope.body = bytearray()
 
@@ -147,13 +157,19 @@ class Engine:
             policy = self.config.policy_for(domain_of(recipient))
             decision = decide(self.results(session, envelope), policy)
         metrics.child(metrics.ACTIONS, decision.action, decision.key or "none").inc()
-        if not decision.accepted:
+        if decision.accepted:
+            envelope.recipients.append(recipient)
+        else:
             self.log(session, envelope, decision, recipient)
         return decision
 
     def header(self, envelope: Envelope, name: str, value: str) -> None:
-        """Note an incoming A-R field that claims our authserv-id, to be removed at end of message; keep the
-        fields of a message that may be a bounce (its From may say so when MAIL FROM did not)."""
+        """Keep the field for the message checks, verbatim (`value` is all that follows the colon); note an
+        incoming A-R field that claims our authserv-id, to be removed at end of message; keep the fields of a
+        message that may be a bounce (its From may say so when MAIL FROM did not)."""
+        if envelope.message is not None:
+            envelope.message.header(name, value)
+        value = value[1:] if value.startswith(" ") else value
         lower = name.lower()
         if lower == _AR_LOWER:
             envelope.ar_seen += 1
@@ -165,15 +181,46 @@ class Engine:
                 envelope.body = bytearray()
 
     def body(self, envelope: Envelope, chunk: bytes) -> bool:
-        """Collect a chunk of a message that may be a bounce; False once no more of the body is wanted."""
+        """Hash a body chunk for the message checks and collect it if the message may be a bounce; False once
+        no more of the body is wanted."""
+        wanted = envelope.message is not None and envelope.message.body(chunk)
         collected = envelope.body
         if collected is None or len(collected) >= MAX_BOUNCE_BYTES:
-            return False
+            return wanted
         collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return True
 
+    def examine(self, session: Session, envelope: Envelope) -> Decision:
+        """Run the message checks at end of data; the strictest action the accepted recipients' domains ask
+        for their results (the domain that decided is in the decision)."""
+        reader = envelope.message
+        if reader is None:
+            return ACCEPT
+        budget = Budget(self.config.dns.budget)
+        message = reader.message(envelope.subject(session), {**session.results, **envelope.results})
+        for check in self.message_checks:
+            result = self._run_check(check, message, budget)
+            metrics.child(metrics.CHECK_RESULTS, check.name, result.result).inc()
+            envelope.results[check.name] = result
+            message = replace(message, results={**message.results, check.name: result})
+        results = [(check, envelope.results[check.name]) for check in self.message_checks]
+        decision = ACCEPT
+        for recipient in envelope.recipients:
+            domain = domain_of(recipient)
+            asked = decide(results, self.config.policy_for(domain))
+            if stronger(asked.action, decision.action):
+                decision = replace(asked, domain=domain)
+        if not decision.accepted:
+            metrics.child(metrics.ACTIONS, decision.action, decision.key).inc()
+        return decision
+
     def end(self, session: Session, envelope: Envelope) -> Edits:
-        """End of an accepted message: what to change in it, and its decision logged."""
+        """End of an accepted message: whether it is refused or held and, if not refused, what to change in
+        it; its decision logged."""
+        decision = self.examine(session, envelope)
+        if decision.action in ("reject", "defer"):
+            self.log(session, envelope, decision)
+            return Edits([], [], [], decision)
         removed = []
         if envelope.forged:
             removed = [(AR_HEADER, index) for index in reversed(envelope.forged)]
@@ -183,8 +230,8 @@ class Engine:
         appended = []
         if envelope.body is not None:  # collected: the message may be a bounce
             appended = _classifier_thread.submit(self.bounce_headers, session, envelope).result()
-        self.log(session, envelope, ACCEPT, forged_ar_removed=len(removed))
-        return Edits(removed, prepended, appended)
+        self.log(session, envelope, decision, forged_ar_removed=len(removed))
+        return Edits(removed, prepended, appended, decision)
 
     def result_headers(self, session: Session, envelope: Envelope) -> list[Field]:
         """The fields to prepend, top first: each check's own (Received-SPF), then Authentication-Results."""
@@ -228,12 +275,16 @@ class Engine:
             )  # fmt: skip
         return [(BOUNCE_HEADER, header_value(v, model)) for v in recipients]
 
-    def check(self, ip: str, helo: str, sender: str) -> tuple[Session, Envelope]:
-        """A whole session without an MTA: connect, HELO, MAIL FROM (what `mailwarden check` runs)."""
+    def check(self, ip: str, helo: str, sender: str, message: bytes | None = None) -> tuple[Session, Envelope]:
+        """A whole session without an MTA (what `mailwarden check` runs): connect, HELO, MAIL FROM and, given
+        a message, its header fields and body as the MTA would pass them, and end of data's checks."""
         session = Session(ip=ip, helo=helo)
         self.connect(session)
         envelope = Envelope(sender=sender)
         self.mail(session, envelope)
+        if message is not None and envelope.message is not None:
+            envelope.message = read_message(message, self.message_checks)
+            self.examine(session, envelope)
         return session, envelope
 
     def log(
@@ -254,7 +305,11 @@ class Engine:
         if envelope.skip:
             fields["skipped"] = envelope.skip
         fields["action"] = decision.action
+        if decision.domain:
+            fields["decided_by"] = decision.domain
         fields["why"] = (
-            f"{decision.key}: {decision.xcode} {decision.text}" if decision.key else "policy accepts these results"
+            f"{decision.key}: {' '.join(filter(None, (decision.xcode, decision.text)))}"
+            if decision.key
+            else "policy accepts these results"
         )
         event("decision", **fields, **extra)

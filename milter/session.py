@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checks.base import CheckResult, Subject
+from .checks.message import MessageReader
 
 
 @dataclass
@@ -26,7 +27,9 @@ class Envelope:
     auth: str = ""  # SASL login name from {auth_authen}
     queue_id: str = ""
     skip: str = ""
-    results: dict[str, CheckResult] = field(default_factory=dict)  # mail-stage checks, by check name
+    results: dict[str, CheckResult] = field(default_factory=dict)  # mail and message checks, by check name
+    recipients: list[str] = field(default_factory=list)  # accepted at RCPT
+    message: MessageReader | None = None  # the header and body hashes for the message checks, when they run
     forged: list[int] = field(default_factory=list)  # indexes (1-based) of A-R headers claiming our id
     ar_seen: int = 0  # Authentication-Results headers seen so far
     headers: list[tuple[str, str]] = field(default_factory=list)  # kept while bounce labelling is on

@@ -25,7 +25,8 @@ def test_empty_file_gives_the_built_in_defaults():
     assert config.socket == "inet:8894@127.0.0.1"
     assert config.mta == "postfix"
     assert config.is_trusted("127.0.0.1") and config.is_trusted("::1") and not config.is_trusted("192.0.2.1")
-    assert set(config.policy.values()) == {"accept"}
+    assert {config.policy[key] for key in policy_keys()} == {"accept"}
+    assert config.policy["dmarc_enforce"] is False
     assert config.bounce.review_below == 0.3
     assert config.events.store == "/var/lib/mailwarden/events.sqlite"
 

@@ -9,10 +9,12 @@ and its result appears in Authentication-Results, in the decision log line and i
 from __future__ import annotations
 
 from .base import Check
+from .dkim import DkimCheck
+from .dmarc import DmarcCheck
 from .iprev import IprevCheck
 from .spf import SpfCheck
 
-CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"))
+CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"), DkimCheck(), DmarcCheck())
 
 
 def registered() -> tuple[Check, ...]:

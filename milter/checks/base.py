@@ -23,7 +23,7 @@ import authres
 from ..dns import Answer, Budget, Resolver
 from ..headers import comment
 
-Stage = Literal["connect", "mail"]
+Stage = Literal["connect", "mail", "message"]  # "message": at end of data (checks/message.py)
 Reply = tuple[str, str]  # RFC 7372 enhanced status detail ("7.23"), what the reply says ("SPF validation failed")
 Field = tuple[str, str]  # a header field: name, value
 
@@ -79,6 +79,7 @@ class Check(ABC, Generic[R]):
     policy: str  # prefix of its policy keys: "<policy>_<result>"
     # The result words an administrator may set an action for, each with the reply a reject or defer gives.
     replies: Mapping[str, Reply]
+    options: Mapping[str, bool] = {}  # true/false keys of its own in [policy], with their defaults
     report_key: tuple[str, ...]  # where `mailwarden check --json` puts its report: ("iprev",), ("spf", "helo")
 
     @abstractmethod
@@ -90,6 +91,15 @@ class Check(ABC, Generic[R]):
 
     def policy_keys(self) -> tuple[str, ...]:
         return tuple(f"{self.policy}_{word}" for word in self.replies)
+
+    def action(self, result: R, policy: Mapping[str, object]) -> tuple[str, str]:
+        """(what a recipient domain's `policy` asks for this result, the key that says so)."""
+        key = f"{self.policy}_{result.result}"
+        return str(policy.get(key, "accept")), key
+
+    def reply(self, result: R) -> Reply:
+        """The enhanced status detail and words of a reject or defer for this result."""
+        return self.replies[result.result]
 
     def fields(self, result: R, ip: str, helo: str, receiver: str) -> tuple[Field, ...]:
         """Header fields of its own to write above our Authentication-Results, top first."""

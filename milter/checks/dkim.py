@@ -1,0 +1,252 @@
+"""DKIM (RFC 6376, RFC 8301, RFC 8463): every DKIM-Signature of the message verified, each reported in
+Authentication-Results as `dkim=pass header.d=... header.s=... header.b=<first 8 characters of b=>`. Tag
+only: no policy keys (DMARC acts on DKIM's results).
+
+dkimpy does the parts of verification that are about signatures and keys (tag parsing and validation, key
+record parsing, header canonicalisation and hashing, RSA and Ed25519). What it does not do is done here:
+- the body hash is not computed by dkimpy over a copy of the whole body but streamed (checks/bodyhash.py);
+  each signature's bh= is compared with the digest for its c=, a= and l=, and dkimpy then verifies the
+  header hash and b= with bh= removed from the tags it is given;
+- the key is fetched through mailwarden's resolver (cache, per-message DNS budget, shared lookups), and its
+  problems get RFC 8601's words: no key record is permerror, a DNS error temperror (dkimpy says fail);
+- rsa-sha1 fails (RFC 8301 §3.1; dkimpy accepts it), RSA keys outside 1024-4096 bits are refused before any
+  arithmetic (the upper bound keeps a hostile 16,384-bit key from costing CPU), a signature must cover From
+  (RFC 6376 §5.4), and a signature, its h= list and the number of signatures verified are bounded.
+A signature that cannot be processed (bad syntax, duplicated tags, unknown algorithm, From not signed,
+expired) is neutral, as RFC 8601 §2.7.1 says.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from dataclasses import dataclass
+
+import authres
+import dkim
+from authres.core import AuthenticationResultProperty
+
+from ..dns import DNSTempError
+from ..headers import FOLD, comment, pvalue
+from ..sanitise import LIMIT_NAME, clean
+from .base import CheckResult, DnsContext, Subject
+from .bodyhash import BodyHash
+from .message import Fields, Message, MessageCheck
+
+MAX_SIGNATURES = 10  # verified per message; the others are reported together as "policy"
+MAX_SIGNATURE_BYTES = 16 * 1024  # a DKIM-Signature field; real ones are under 2 KiB
+MAX_SIGNED_FIELDS = 256  # names in h=
+RSA_BITS = (1024, 4096)
+MAX_EXPONENT_BITS = 64
+B_PREFIX = 8  # characters of b= in header.b (RFC 6008)
+_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                   r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")  # fmt: skip
+_TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)")
+_QUIET = logging.getLogger("mailwarden.dkimpy")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+# The order in which one signature's result stands for the message (the log line, the metrics).
+_RANK = ("pass", "temperror", "fail", "permerror", "neutral", "policy", "none")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The verdict on one DKIM-Signature field."""
+
+    result: str  # pass | fail | neutral | permerror | temperror | policy
+    reason: str
+    domain: str = ""  # d=
+    selector: str = ""  # s=
+    b: str = ""  # the first characters of b=
+
+    def resinfo(self) -> str:
+        properties = [AuthenticationResultProperty("header", name, pvalue(clean(value, LIMIT_NAME)))
+                      for name, value in (("d", self.domain), ("s", self.selector), ("b", self.b)) if value]
+        return str(authres.AuthenticationResult(method="dkim", result=self.result,
+                                                result_comment=comment(self.reason), properties=properties))
+
+
+@dataclass(frozen=True)
+class DkimResult(CheckResult):
+    """Every signature's verdict, in header order; `result` is the best of them (`none`: not signed)."""
+
+    signatures: tuple[Signature, ...] = ()
+
+    def resinfo(self) -> str:
+        """One `dkim=` entry per signature (`dkim=none` for an unsigned message)."""
+        if not self.signatures:
+            return super().resinfo()
+        return (";" + FOLD).join(signature.resinfo() for signature in self.signatures)
+
+
+def unsigned() -> DkimResult:
+    return DkimResult("dkim", "none", "message not signed")
+
+
+def _signed(signatures: list[Signature]) -> DkimResult:
+    best = min(signatures, key=lambda s: _RANK.index(s.result))
+    count = f"{len(signatures)} signatures" if len(signatures) > 1 else "1 signature"
+    return DkimResult("dkim", best.result, f"{count}, best {best.result}", tuple(signatures))
+
+
+def _text(value: bytes) -> str:
+    return value.decode("ascii", "replace")
+
+
+class _Invalid(Exception):
+    """The signature cannot be processed: neutral."""
+
+
+class _KeyProblem(Exception):
+    """No usable key: permerror."""
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    tags: dict[bytes, bytes]
+    signed: list[bytes]  # h= names, lower case
+    body_hash: BodyHash
+
+
+def _parse(value: bytes) -> _Parsed:
+    """A DKIM-Signature value's tags, validated; raises _Invalid."""
+    if len(value) > MAX_SIGNATURE_BYTES:
+        raise _Invalid(f"signature over {MAX_SIGNATURE_BYTES // 1024} KiB")
+    try:
+        tags = dkim.util.parse_tag_value(value)
+        dkim.validate_signature_fields(tags)
+    except dkim.util.InvalidTagValueList as exc:
+        raise _Invalid(f"malformed signature: {type(exc).__name__} {exc}") from exc
+    except dkim.DKIMException as exc:
+        raise _Invalid(str(exc)) from exc
+    signed = [name.lower() for name in re.split(rb"\s*:\s*", tags[b"h"].strip())]
+    if len(signed) > MAX_SIGNED_FIELDS:
+        raise _Invalid(f"h= names more than {MAX_SIGNED_FIELDS} fields")
+    if b"from" not in signed:
+        raise _Invalid("From is not signed (RFC 6376 §5.4)")
+    for tag in (b"d", b"s"):
+        if not _NAME.match(_text(tags[tag])):
+            raise _Invalid(f"{_text(tag)}= is not a domain name")
+    try:
+        canonicalisation = dkim.CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
+    except dkim.InvalidCanonicalizationPolicyError as exc:
+        raise _Invalid("unknown canonicalisation in c=") from exc
+    algorithm = "sha1" if tags[b"a"] == b"rsa-sha1" else "sha256"
+    length = int(tags[b"l"]) if b"l" in tags else None
+    return _Parsed(tags, signed, BodyHash(_text(canonicalisation.body_algorithm.name), algorithm, length))
+
+
+def _key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
+    """(key, bits, k=, tlsrpt) of the key record at `name`; raises _KeyProblem, DNSTempError."""
+    records = [b"".join(value) for value in dns.lookup(name, "TXT").values()]  # type: ignore[arg-type]
+    if not records:
+        raise _KeyProblem(f"no key record at {name}")
+    if len(records) > 1:
+        raise _KeyProblem(f"{len(records)} key records at {name}")
+    try:
+        key, bits, kind, tlsrpt = dkim.evaluate_pk(name, records[0])
+    except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
+        raise _KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
+    if kind == b"rsa":
+        if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
+            raise _KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
+        if key["publicExponent"].bit_length() > MAX_EXPONENT_BITS:  # type: ignore[index]
+            raise _KeyProblem("RSA public exponent too large")
+    return key, bits, kind, tlsrpt
+
+
+class DkimCheck(MessageCheck[DkimResult]):
+    name = "dkim"
+    policy = "dkim"
+    replies: dict = {}
+    report_key = ("dkim",)
+
+    def body_hashes(self, fields: Fields) -> list[BodyHash]:
+        wanted = []
+        for _, value in [f for f in fields if f[0].lower() == b"dkim-signature"][:MAX_SIGNATURES]:
+            try:
+                wanted.append(_parse(value).body_hash)
+            except _Invalid:
+                continue
+        return wanted
+
+    def run(self, subject: Message, dns: DnsContext) -> DkimResult:  # type: ignore[override]
+        values = subject.values(b"dkim-signature")
+        if not values:
+            return unsigned()
+        if subject.truncated:
+            return _signed([Signature("permerror", "header over 1 MiB: not verified", *_names(v))
+                            for v in values[:MAX_SIGNATURES]])
+        verifier = dkim.DKIM(logger=_QUIET)
+        verifier.headers = [list(f) for f in subject.fields]
+        signatures = [self._verify(verifier, v, subject, dns) for v in values[:MAX_SIGNATURES]]
+        if len(values) > MAX_SIGNATURES:
+            more = len(values) - MAX_SIGNATURES
+            signatures.append(Signature("policy", f"{more} more signatures not verified (at most {MAX_SIGNATURES})"))
+        return _signed(signatures)
+
+    def _verify(self, verifier: dkim.DKIM, value: bytes, message: Message, dns: DnsContext) -> Signature:
+        domain, selector = _names(value)
+        prefix = re.sub(r"\s+", "", _text(_tag(value, b"b")))[:B_PREFIX]
+
+        def verdict(result: str, reason: str) -> Signature:
+            return Signature(result, reason, domain, selector, prefix)
+
+        try:
+            parsed = _parse(value)
+        except _Invalid as exc:
+            return verdict("neutral", str(exc))
+        tags = parsed.tags
+        if tags[b"a"] == b"rsa-sha1":
+            return verdict("fail", "rsa-sha1 is not acceptable (RFC 8301)")
+        name = f"{selector}._domainkey.{domain}"
+        try:
+            key, bits, kind, tlsrpt = _key(name, dns)
+        except DNSTempError as exc:
+            return verdict("temperror", f"key lookup failed: {exc}")
+        except _KeyProblem as exc:
+            return verdict("permerror", str(exc))
+        digest = message.digests.get(parsed.body_hash)
+        try:
+            expected = base64.b64decode(re.sub(rb"\s+", b"", tags[b"bh"]), validate=True)
+        except binascii.Error:
+            return verdict("neutral", "bh= is not base64")
+        if digest != expected:
+            return verdict("fail", "body hash did not verify")
+        signature = base64.b64decode(re.sub(rb"\s+", b"", tags[b"b"]))
+        if kind == b"rsa" and len(signature) != (bits + 7) // 8:
+            return verdict("fail", f"signature length does not fit the {bits}-bit key")
+        verifier.pk, verifier.keysize, verifier.ktag, verifier.seqtlsrpt = key, bits, kind, tlsrpt
+        header = next(f for f in verifier.headers if f[0].lower() == b"dkim-signature" and f[1] == value)
+        del tags[b"bh"]  # checked above, over the streamed body
+        try:
+            valid = verifier.verify_sig_process(tags, parsed.signed, tuple(header), None)
+        except dkim.DKIMException as exc:
+            return verdict("permerror", str(exc))
+        algorithm = _text(tags[b"a"])
+        if valid:
+            return verdict("pass", f"{bits}-bit key, {algorithm}" if kind == b"rsa" else algorithm)
+        return verdict("fail", "signature did not verify")
+
+    def failed(self, subject: Subject, reason: str) -> DkimResult:
+        return DkimResult("dkim", "temperror", reason)
+
+    def report(self, result: DkimResult) -> list[dict]:
+        return [{"result": s.result, "domain": s.domain, "selector": s.selector} for s in result.signatures]
+
+    def summary(self, result: DkimResult) -> str:
+        if not result.signatures:
+            return f"dkim: {result.result}"
+        return "\n".join(f"dkim d={s.domain} s={s.selector}: {s.result} ({s.reason})" for s in result.signatures)
+
+
+def _tag(value: bytes, tag: bytes) -> bytes:
+    """A tag's value read leniently (a signature that does not parse is still reported with its d= and s=)."""
+    return next((found.strip() for name, found in _TAG.findall(value) if name == tag), b"")
+
+
+def _names(value: bytes) -> tuple[str, str]:
+    """(d=, s=) as far as they can be read, lower case d=."""
+    return _text(_tag(value, b"d")).lower()[:LIMIT_NAME], _text(_tag(value, b"s"))[:LIMIT_NAME]
