@@ -39,10 +39,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(load(path) if path else Config(), path)
 
 
-def check_report(engine: Engine, ip: str, helo: str, sender: str) -> dict:
+def check_report(engine: Engine, ip: str, helo: str, sender: str, message: bytes | None = None) -> dict:
     """The JSON object of `mailwarden check --json`: each check's report where it says (`Check.report_key`),
     then the header fields the milter would write."""
-    session, envelope = engine.check(ip, helo, sender)
+    session, envelope = engine.check(ip, helo, sender, message)
     report: dict = {}
     for check, result in engine.results(session, envelope):
         *outer, last = check.report_key
@@ -64,10 +64,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     # `check` examines the client it is given, even one that the daemon would trust and skip.
     config = dataclasses.replace(config, dns=dns, trusted_networks=(), skip_sender_domains=frozenset())
     engine = Engine.from_config(config, bounces=False)
+    message = args.message.read_bytes() if args.message else None
     if args.json:
-        print(json.dumps(check_report(engine, args.ip, args.helo, args.sender)))
+        print(json.dumps(check_report(engine, args.ip, args.helo, args.sender, message)))
         return 0
-    session, envelope = engine.check(args.ip, args.helo, args.sender)
+    session, envelope = engine.check(args.ip, args.helo, args.sender, message)
     for check, result in engine.results(session, envelope):
         print(check.summary(result))
     for name, value in engine.result_headers(session, envelope):
@@ -141,7 +142,7 @@ def cmd_bounces_review(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailwarden",
-        description="Milter for Postfix and Sendmail: IPREV and SPF with Received-SPF and "
+        description="Milter for Postfix and Sendmail: IPREV, SPF, DKIM and DMARC with Received-SPF and "
         "Authentication-Results headers, per-domain policy, and bounce classification.",
     )
     parser.add_argument("--version", action="version", version=f"mailwarden {__version__}")
@@ -152,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "exists, else built-in defaults)")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="run IPREV and SPF on a client without an MTA")
+    check = sub.add_parser("check", help="run the checks on a client (and a message) without an MTA")
     check.add_argument("--ip", required=True, help="the client IP address")
     check.add_argument("--helo", default="", help="the HELO/EHLO name")
     check.add_argument("--sender", default="", help="the MAIL FROM address; empty = null sender (postmaster@HELO)")
+    check.add_argument("--message", type=Path, metavar="FILE.eml", help="a message to run DKIM and DMARC on, "
+                       "as if it came in this session")  # fmt: skip
     check.add_argument("--dns", action="append", metavar="SERVER", help="nameserver to ask, in order (repeatable): "
                        "ADDRESS[:PORT], tls://ADDRESS[:PORT]#AUTH-NAME or a preset such as quad9-tls")  # fmt: skip
     check.add_argument("--timeout", type=float, metavar="SECONDS", help="per-query DNS timeout")
