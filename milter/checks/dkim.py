@@ -125,7 +125,7 @@ def _parse(value: bytes) -> _Parsed:
     if len(signed) > MAX_SIGNED_FIELDS:
         raise _Invalid(f"h= names more than {MAX_SIGNED_FIELDS} fields")
     if b"from" not in signed:
-        raise _Invalid("From is not signed (RFC 6376 §5.4)")
+        raise _Invalid("From is not signed (RFC 6376 section 5.4)")
     for tag in (b"d", b"s"):
         if not _NAME.match(_text(tags[tag])):
             raise _Invalid(f"{_text(tag)}= is not a domain name")

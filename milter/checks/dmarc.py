@@ -104,7 +104,7 @@ def author_domain(message: Message) -> tuple[str, str]:
     values = message.values(b"from")
     if len(values) != 1:
         return "", "no From field" if not values else f"{len(values)} From fields"
-    addresses = [address for _, address in getaddresses([values[0].decode("utf-8", "replace")])]
+    addresses = [address for _, address in getaddresses([values[0].decode("utf-8", "replace")]) if address]
     if not addresses or any("@" not in a or not a.rpartition("@")[2].strip(" .") for a in addresses):
         return "", "From has an address without a domain" if addresses else "From has no address"
     domains = {a.rpartition("@")[2].strip().rstrip(".").lower() for a in addresses}
