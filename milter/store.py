@@ -11,6 +11,7 @@ misread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -143,8 +144,8 @@ class Store:
         """Open (creating it 0640 when `create`) and migrate; raises StoreError."""
         self.path = str(path)
         try:
-            if create:
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, FILE_MODE))  # SQLite would create it 0644
+            if create and not Path(self.path).exists():
+                _create(self.path)
             elif not Path(self.path).exists():
                 raise StoreError(f"{self.path}: no such store (the daemon creates it when it starts)")
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), one per call.
@@ -240,6 +241,11 @@ class Store:
             rows = self._db.execute(f"{_SELECT_EVENTS} WHERE {' AND '.join(where)} ORDER BY seq", params).fetchall()
         return [Event(*row[1:]) for row in rows]
 
+    def known(self, event_id: str) -> bool:
+        """Whether an event with this id is stored (a consumer's dedupe)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM event WHERE id = ?", (event_id,)).fetchone() is not None
+
     def suppressed(self) -> list[Standing]:
         """The suppressed addresses, first suppressed first."""
         with self._lock:
@@ -307,6 +313,14 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _create(path: str) -> None:
+    """Create the file 0640 (SQLite would make it 0644). Only a file that is not there yet is opened here: closing a
+    descriptor drops every POSIX lock the process holds on the file, those of its open SQLite connections too, and
+    another process may then reset the write-ahead log under them (seen: the daemon's events vanished for the CLI)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, FILE_MODE))
 
 
 def problems(path: str) -> list[str]:
