@@ -1,0 +1,276 @@
+"""ARC (RFC 8617): the Authenticated Received Chain of a message verified, reported as `arc=pass (i=2)` (the
+chain length in the comment), and, when we forward mail, a new ARC set sealed over our own
+Authentication-Results so that the next receiver learns what we saw.
+
+dkimpy does the cryptography and the chain rules (its `ARC` class: sets collected by instance, the most
+recent ARC-Message-Signature and every ARC-Seal verified, cv= checked in each seal). What is done here:
+- the body is not kept: the most recent AMS's bh= is compared with the digest of the body streamed past
+  (`arc_body_hashes` says which), and dkimpy then verifies the header hash with bh= removed from its tags;
+  older AMSs are not verified at all (RFC 8617 §5.2 step 5 asks for the most recent one only);
+- keys come through mailwarden's resolver (cache, per-message DNS budget) as dkimpy's `dnsfunc`; several
+  key records count as none; RSA keys outside 1024-4096 bits are refused before any arithmetic;
+- RFC 8617 where dkimpy follows the 2018 draft: a chain in which an ARC-Seal says cv=fail is `fail`
+  (§5.2 steps 3 and 4; dkimpy returns no result), and instances above 50 make the chain fail (§4.2.1).
+A key lookup that fails on DNS trouble fails the chain too ("arc" has no temperror in RFC 8617), but the
+result remembers it: we do not seal a chain as cv=fail on a DNS error, which would end it for good.
+
+Sealing (RFC 8617 §5.1) uses dkimpy's header signing (`gen_header`) rather than its `ARC.sign`, which would
+need the whole body and re-renders the Authentication-Results it copies without their comments. Here the
+ARC-Authentication-Results is our own Authentication-Results verbatim behind `i=N;`, bh= is the streamed
+digest, and cv= is our own verdict on the chain. Tags are written in name order with lower-case values (what
+dkimpy calls standardised, the form of the ARC test suite's reference signatures), then folded between tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import authres
+import dkim
+from authres.arc import ARCAuthenticationResult
+from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+from ..dns import DNSTempError
+from ..headers import comment
+from .base import CheckResult, DnsContext, Field
+
+MAX_INSTANCES = 50  # RFC 8617 §4.2.1
+RSA_BITS = (1024, 4096)
+MAX_EXPONENT_BITS = 64
+ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")  # an AS covers them in this order
+BodyKey = tuple[str, str, int | None]  # (body canonicalisation, hash, l=): which digest of the streamed body
+Fields = Sequence[tuple[bytes, bytes]]  # (name, value verbatim after the colon, CRLF line ends)
+DnsFunc = Callable[..., bytes | None]
+_AMS = b"arc-message-signature"
+SEAL_BODY: BodyKey = ("relaxed", "sha256", None)  # the body hash a seal's AMS needs
+_RELAXED = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+_INSTANCE = re.compile(rb"^\s*i\s*=\s*(\d+)\s*;")
+_QUIET = logging.getLogger("mailwarden.dkimpy")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+@dataclass(frozen=True)
+class ArcResult(CheckResult):
+    """The chain's validation status (pass | fail | none) and what a policy may want to know about it."""
+
+    instances: int = 0  # the highest i= found: the chain's length when it passes
+    sealer: str = ""  # d= of the most recent ARC-Seal, when the chain passes
+    sealer_dmarc: str = ""  # the dmarc= result in that sealer's ARC-Authentication-Results, "" if it has none
+    ended: bool = False  # the most recent ARC-Seal says cv=fail: nobody seals this chain again (§5.1)
+    dns_error: bool = False  # the fail comes from a key lookup that may work later
+
+    def resinfo(self) -> str:
+        """`arc=pass (i=2)`; a fail says why after the length."""
+        if self.result == "none":
+            return "arc=none"
+        why = f"i={self.instances}" + (f": {self.reason}" if self.result != "pass" else "")
+        return str(ARCAuthenticationResult(result=self.result, result_comment=comment(why)))
+
+
+def arc_body_hashes(fields: Fields) -> list[BodyKey]:
+    """The body digest the most recent ARC-Message-Signature needs (none when there is no chain to check)."""
+    latest = _latest_instance(fields)
+    for name, value in fields:
+        if name.lower() == _AMS and _instance(value) == latest:
+            key = _body_key(_tags(value))
+            return [key] if key else []
+    return []
+
+
+def verify_chain(fields: Fields, digests: Mapping[BodyKey, bytes], dns: DnsContext) -> ArcResult:
+    """RFC 8617 §5.2 over the header fields as they arrived and the digests of the streamed body."""
+    latest = _latest_instance(fields)
+    if latest == 0:
+        return ArcResult("arc", "none", "no ARC sets")
+    if latest > MAX_INSTANCES:
+        return ArcResult("arc", "fail", f"i={latest} is above {MAX_INSTANCES}", latest)
+    chain = _Chain(fields, digests, latest, dns)
+    try:
+        cv, sets, reason = chain.verify(dnsfunc=chain.dnsfunc)
+    except Exception as exc:  # dkimpy's parsing of hostile fields: IndexError, ValueError, ...  # noqa: BLE001
+        return ArcResult("arc", "fail", f"malformed ARC set ({type(exc).__name__})", latest)
+    ended = bool(sets) and sets[0].get("cv") == dkim.CV_Fail
+    if cv != dkim.CV_Pass:  # None: dkimpy's "the chain is terminated" (a cv=fail seal), RFC 8617 says fail
+        why = reason + (f" ({chain.problem})" if chain.problem else "")
+        return ArcResult("arc", "fail", why, latest, ended=ended, dns_error=chain.dns_error)
+    sealer = sets[0]["as-domain"].decode("ascii", "replace").lower()
+    return ArcResult("arc", "pass", f"{latest} ARC sets, last sealed by {sealer}", latest, sealer,
+                     _dmarc_of(sets[0]["aar-value"]))  # fmt: skip
+
+
+def _dmarc_of(aar: bytes) -> str:
+    """The dmarc= result an ARC-Authentication-Results value ("i=N; authserv-id; ...") reports."""
+    text = _INSTANCE.sub(b"", aar, count=1).decode("utf-8", "replace").strip()
+    try:
+        header = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + text)
+    except Exception:  # authres raises its own SyntaxError and others on odd input  # noqa: BLE001
+        return ""
+    return next((r.result.lower() for r in header.results if r.method.lower() == "dmarc"), "")
+
+
+class _Chain(dkim.ARC):
+    """dkimpy's ARC verification over header fields alone (see the module docstring)."""
+
+    def __init__(self, fields: Fields, digests: Mapping[BodyKey, bytes], latest: int, dns: DnsContext) -> None:
+        super().__init__(logger=_QUIET)
+        self.headers = [(name, value) for name, value in fields]
+        self.digests = digests
+        self.latest = latest
+        self.dns = dns
+        self.problem = ""  # the first key or DNS problem, for the reason
+        self.dns_error = False
+
+    def note(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+    def dnsfunc(self, name: bytes, timeout: float = 5) -> bytes | None:
+        """dkimpy's TXT lookup, through our resolver: the key record's strings joined, None if there is not
+        exactly one record; a DNS error is dkimpy's DnsTimeoutError."""
+        text = name.decode("ascii", "replace").rstrip(".")
+        try:
+            records = self.dns.lookup(text, "TXT").values()
+        except DNSTempError as exc:
+            self.dns_error = True
+            self.note(f"key lookup failed: {exc}")
+            raise dkim.DnsTimeoutError(str(exc)) from exc
+        if len(records) != 1:
+            self.note(f"{len(records)} key records at {text}")
+            return None
+        return b"".join(records[0])  # type: ignore[arg-type]
+
+    def verify_sig(self, sig: dict, include_headers: list, sig_header: tuple, dnsfunc: DnsFunc) -> bool:
+        """One AMS or AS: body hash (most recent AMS only), key, then dkimpy's header hash and signature."""
+        if sig_header[0].lower() == _AMS:
+            if _number(sig.get(b"i")) != self.latest:
+                return False  # not needed (§5.2 step 5); dkimpy only reads the most recent AMS's verdict
+            key = _body_key(sig)
+            try:
+                expected = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]), validate=True)
+            except binascii.Error:
+                return False
+            if key is None or self.digests.get(key) != expected:
+                self.note("body hash did not verify")
+                return False
+            sig = {tag: value for tag, value in sig.items() if tag != b"bh"}
+        name = sig[b"s"] + b"._domainkey." + sig[b"d"]
+        try:
+            self.pk, self.keysize, self.ktag, self.seqtlsrpt = dkim.load_pk_from_dns(name, dnsfunc)
+        except dkim.DnsTimeoutError:
+            return False
+        except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
+            self.note(f"unusable key at {name.decode('ascii', 'replace')}: {type(exc).__name__}")
+            return False
+        if self.ktag == b"rsa" and (
+            not RSA_BITS[0] <= self.keysize <= RSA_BITS[1]
+            or self.pk["publicExponent"].bit_length() > MAX_EXPONENT_BITS  # type: ignore[index]
+        ):
+            self.note(f"{self.keysize}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
+            return False
+        return bool(self.verify_sig_process(sig, include_headers, sig_header, dnsfunc))
+
+
+def _tags(value: bytes) -> dict[bytes, bytes]:
+    try:
+        return dkim.util.parse_tag_value(value)
+    except dkim.util.InvalidTagValueList:
+        return {}
+
+
+def _number(value: bytes | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 10 else 0
+
+
+def _instance(value: bytes) -> int:
+    """The i= of an ARC field as dkimpy reads it (its first i= tag), 0 when it has none."""
+    found = dkim.ARC.INSTANCE_RE.search(value)
+    return _number(found.group(1)) if found else 0
+
+
+def _latest_instance(fields: Fields) -> int:
+    return max((_instance(value) for name, value in fields if name.lower() in ARC_FIELDS), default=0)
+
+
+def _body_key(sig: Mapping[bytes, bytes]) -> BodyKey | None:
+    """Which digest an AMS's bh= is to be compared with (None: a c=, a= or l= that cannot be hashed)."""
+    try:
+        body = dkim.CanonicalizationPolicy.from_c_value(sig.get(b"c", b"relaxed/relaxed")).body_algorithm.name
+    except dkim.InvalidCanonicalizationPolicyError:
+        return None
+    length = sig.get(b"l")
+    if sig.get(b"a") != b"rsa-sha256" or (length is not None and not length.isdigit()):
+        return None
+    return body.decode(), "sha256", int(length) if length is not None else None
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """What we seal with: the signing domain, the selector its public key is published under, the key."""
+
+    domain: str
+    selector: str
+    key: dict  # dkimpy's parsed RSA private key
+
+    @classmethod
+    def load(cls, domain: str, selector: str, key_file: str) -> Sealer:
+        """Raises ValueError for a key file that is not a usable RSA private key (PEM, PKCS#1 or PKCS#8)."""
+        try:
+            key = parse_pem_private_key(Path(key_file).read_bytes())
+        except (UnparsableKeyError, binascii.Error, IndexError, ValueError) as exc:
+            raise ValueError(f"{key_file}: not an RSA private key in PEM form ({exc})") from exc
+        bits = key["modulus"].bit_length()
+        if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
+            raise ValueError(f"{key_file}: {bits}-bit key (ARC sealing takes {RSA_BITS[0]}-{RSA_BITS[1]} bits)")
+        return cls(domain.lower(), selector, key)
+
+    def seal(
+        self,
+        fields: Fields,
+        digests: Mapping[BodyKey, bytes],
+        authentication_results: str,
+        chain: ArcResult,
+        timestamp: int,
+        signed: Sequence[bytes] | None = None,
+    ) -> list[Field]:
+        """The next ARC set for a message (RFC 8617 §5.1), top first: ARC-Seal, ARC-Message-Signature,
+        ARC-Authentication-Results; [] when the chain must not be sealed again. `fields` are the message's
+        header fields as they will leave (our own on top); `signed` the names the AMS signs (default: those
+        of dkimpy's list that the message has, From twice)."""
+        if chain.ended or chain.instances >= MAX_INSTANCES or chain.dns_error:
+            return []
+        instance = str(chain.instances + 1).encode()
+        now = str(timestamp).encode()
+        signer = dkim.ARC(logger=_QUIET)
+        signer.hasher = hashlib.sha256
+        signer.headers = list(fields)
+        names = [name.lower() for name in (signed or signer.default_sign_headers())]
+        aar = (b"ARC-Authentication-Results", b" i=" + instance + b"; " + authentication_results.encode())
+        signer.headers.insert(0, aar)
+        ams_tags = [(b"a", b"rsa-sha256"), (b"b", b"0"), (b"bh", base64.b64encode(digests[SEAL_BODY])),
+                    (b"c", b"relaxed/relaxed"), (b"d", self.domain.encode()), (b"h", b":".join(names)),
+                    (b"i", instance), (b"s", self.selector.encode()), (b"t", now)]  # fmt: skip
+        ams = (b"ARC-Message-Signature", _signed(signer, ams_tags, names, b"ARC-Message-Signature", self.key))
+        # The seal covers every earlier set (oldest first) when the chain passed, only our own otherwise (§5.1.2).
+        earlier = [f for f in fields if f[0].lower() in ARC_FIELDS] if chain.result == "pass" else []
+        signer.headers = [ams, aar, *earlier]
+        covered = [name for _ in range(chain.instances if earlier else 0) for name in reversed(ARC_FIELDS)]
+        covered += [b"arc-authentication-results", _AMS]
+        seal_tags = [(b"a", b"rsa-sha256"), (b"b", b"0"), (b"cv", chain.result.encode()), (b"d", self.domain.encode()),
+                     (b"i", instance), (b"s", self.selector.encode()), (b"t", now)]  # fmt: skip
+        seal = (b"ARC-Seal", _signed(signer, seal_tags, covered, b"ARC-Seal", self.key))
+        return [(name.decode(), value.decode().strip()) for name, value in (seal, ams, aar)]
+
+
+def _signed(signer: dkim.ARC, tags: list[tuple[bytes, bytes]], covered: list[bytes], name: bytes, key: dict) -> bytes:
+    """A signature field's value: tags in name order, b= signed over `covered` and the field itself, then
+    folded between tags (relaxed canonicalisation reads each fold as the space it replaced). The fold is a
+    line end and a space, not FOLD's tab: dkimpy finds an AMS by " i=N;" and misses it after a tab."""
+    value = signer.gen_header(tags, covered, _RELAXED, name, key, standardize=True)
+    return b" " + value.rstrip().replace(b"; ", b";\n ")

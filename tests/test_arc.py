@@ -1,0 +1,216 @@
+"""ARC verification and sealing beyond the suite: our own seals verify (once and twice forwarded), what breaks
+a chain breaks it, the RFC 8617 limits, DNS trouble, hostile keys and fields."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailwarden.checks.arc import ArcResult, Sealer, arc_body_hashes, verify_chain
+
+from .dnsserver import TestDNSServer
+from .test_arc_suite import digests_of, dns_context, parse
+
+MESSAGE = """\
+From: Alice <alice@origin.test>
+To: list@forwarder.test
+Subject: hello
+Date: Mon, 7 Dec 2026 10:00:00 +0000
+Message-ID: <1@origin.test>
+
+Hello,  there.
+"""
+NOW = 1796636400  # 2026-12-07
+
+
+def _key(bits: int) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def key_record(public: rsa.RSAPublicKey) -> str:
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
+def txt(text: str) -> list[tuple[str, object]]:
+    return [("TXT", [text[i : i + 255] for i in range(0, len(text), 255)])]
+
+
+KEYS = {name: _key(1024) for name in ("forwarder", "second")}
+ZONE = {
+    "arc._domainkey.forwarder.test": txt(key_record(KEYS["forwarder"].public_key())),
+    "arc._domainkey.second.test": txt(key_record(KEYS["second"].public_key())),
+    "arc._domainkey.slow.test": [("TIMEOUT", None)],
+    "arc._domainkey.twice.test": [("TXT", "v=DKIM1; p=AAAA"), ("TXT", "v=DKIM1; p=BBBB")],
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TestDNSServer]:
+    server = TestDNSServer(ZONE).start()
+    yield server
+    server.stop()
+
+
+def sealer(tmp_path: Path, domain: str, key: rsa.RSAPrivateKey | None = None, selector: str = "arc") -> Sealer:
+    pem = (key or KEYS[domain.split(".")[0]]).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp_path / f"{domain}.pem"
+    path.write_bytes(pem)
+    return Sealer.load(domain, selector, str(path))
+
+
+def verify(server: TestDNSServer, message: str) -> ArcResult:
+    fields, body = parse(message)
+    return verify_chain(fields, digests_of(body, arc_body_hashes(fields)), dns_context(server))
+
+
+def forward(server: TestDNSServer, message: str, by: Sealer, ar: str) -> str:
+    """The message as a forwarder that verified its chain and wrote `ar` as its A-R sends it on."""
+    fields, body = parse(message)
+    chain = verify_chain(fields, digests_of(body, arc_body_hashes(fields)), dns_context(server))
+    sealed = by.seal(fields, digests_of(body, [("relaxed", "sha256", None)]), ar, chain, NOW)
+    return "".join(f"{name}: {value}\n" for name, value in sealed) + message
+
+
+def test_a_message_without_arc_fields_has_no_chain(server: TestDNSServer) -> None:
+    result = verify(server, MESSAGE)
+    assert (result.result, result.instances, result.resinfo()) == ("none", 0, "arc=none")
+
+
+def test_our_seal_verifies_and_reports_the_chain_length(server: TestDNSServer, tmp_path: Path) -> None:
+    ar = "mx.forwarder.test;\n\tspf=pass (alice@origin.test designates it) smtp.mailfrom=origin.test;\n\tdmarc=pass"
+    sealed = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), ar)
+    result = verify(server, sealed)
+    assert result.result == "pass", result.reason
+    assert (result.instances, result.sealer, result.sealer_dmarc) == (1, "forwarder.test", "pass")
+    assert result.resinfo() == "arc=pass (i=1)"
+    # The ARC-Authentication-Results is our A-R verbatim, comments included, behind i=1.
+    assert "ARC-Authentication-Results: i=1; " + ar in sealed
+    assert "ARC-Seal: a=rsa-sha256;\n b=" in sealed and "cv=none" in sealed
+
+
+def test_a_second_forwarder_extends_a_passing_chain(server: TestDNSServer, tmp_path: Path) -> None:
+    once = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    twice = forward(server, once, sealer(tmp_path, "second.test"), "mx.second.test; arc=pass; dmarc=fail")
+    assert "cv=pass" in twice.split("ARC-Message-Signature")[0]
+    result = verify(server, twice)
+    assert (result.result, result.instances, result.sealer, result.sealer_dmarc) == ("pass", 2, "second.test", "fail")
+    assert result.resinfo() == "arc=pass (i=2)"
+
+
+def test_a_body_changed_after_sealing_fails_the_chain(server: TestDNSServer, tmp_path: Path) -> None:
+    sealed = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    result = verify(server, sealed.replace("there.", "there!"))
+    assert (result.result, result.instances) == ("fail", 1)
+    assert "body hash did not verify" in result.reason
+    assert result.resinfo().startswith("arc=fail (i=1: Most recent ARC-Message-Signature did not validate")
+
+
+def test_a_signed_field_changed_after_sealing_fails_the_chain(server: TestDNSServer, tmp_path: Path) -> None:
+    sealed = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    assert verify(server, sealed.replace("Subject: hello", "Subject: hullo")).result == "fail"
+
+
+def test_a_changed_arc_authentication_results_fails_the_seal(server: TestDNSServer, tmp_path: Path) -> None:
+    sealed = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=fail")
+    result = verify(server, sealed.replace("dmarc=fail", "dmarc=pass"))
+    assert result.result == "fail"
+    assert "ARC-Seal[1] did not validate" in result.reason
+
+
+def test_a_broken_chain_is_sealed_as_failed_and_then_never_again(server: TestDNSServer, tmp_path: Path) -> None:
+    once = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    broken = once.replace("there.", "there!")
+    twice = forward(server, broken, sealer(tmp_path, "second.test"), "mx.second.test; arc=fail")
+    assert "cv=fail" in twice
+    result = verify(server, twice)
+    # RFC 8617 §5.2: a chain with a cv=fail seal fails (the 2018 draft and dkimpy give no result).
+    assert (result.result, result.ended) == ("fail", True)
+    assert forward(server, twice, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; arc=fail") == twice
+
+
+def test_an_instance_above_fifty_fails_without_any_lookup(server: TestDNSServer) -> None:
+    before = len(server.queries)
+    message = "ARC-Seal: i=51; a=rsa-sha256; cv=pass; d=forwarder.test; s=arc; b=AAAA\n" + MESSAGE
+    result = verify(server, message)
+    assert (result.result, result.instances) == ("fail", 51)
+    assert len(server.queries) == before
+
+
+def test_a_key_lookup_that_times_out_fails_but_is_not_sealed_as_failed(server: TestDNSServer, tmp_path: Path) -> None:
+    slow = Sealer("slow.test", "arc", sealer(tmp_path, "forwarder.test").key)
+    sealed = forward(server, MESSAGE, slow, "mx.slow.test; dmarc=pass")
+    result = verify(server, sealed)
+    assert (result.result, result.dns_error) == ("fail", True)
+    assert "key lookup failed" in result.reason
+    assert forward(server, sealed, sealer(tmp_path, "second.test"), "mx.second.test; arc=fail") == sealed
+
+
+def test_two_key_records_are_no_key(server: TestDNSServer, tmp_path: Path) -> None:
+    twice = Sealer("twice.test", "arc", sealer(tmp_path, "forwarder.test").key)
+    result = verify(server, forward(server, MESSAGE, twice, "mx.twice.test; dmarc=pass"))
+    assert (result.result, result.dns_error) == ("fail", False)
+    assert "2 key records at arc._domainkey.twice.test" in result.reason
+
+
+def test_a_key_over_4096_bits_is_refused(server: TestDNSServer, tmp_path: Path) -> None:
+    # Any odd 8192-bit number parses as a modulus; the check must refuse it before any arithmetic.
+    huge = rsa.RSAPublicNumbers(65537, (1 << 8191) | 1).public_key()
+    server.load({**ZONE, "arc._domainkey.huge.test": txt(key_record(huge))})
+    try:
+        hugely = Sealer("huge.test", "arc", sealer(tmp_path, "forwarder.test").key)
+        result = verify(server, forward(server, MESSAGE, hugely, "mx.huge.test; dmarc=pass"))
+    finally:
+        server.load(ZONE)
+    assert result.result == "fail"
+    assert "8192-bit RSA key refused" in result.reason
+
+
+SMALL_KEY = """\
+-----BEGIN RSA PRIVATE KEY-----
+MIIBOwIBAAJBANYkiDQC9Em96iO5Nc9c26zvyB5ZesjKd56mGDQ9lBK9VPTwJJ6C
+f3137MaDDFv7HvQeBlkIW39gPShnc9+yBd0CAwEAAQJAIo6irEINyhirwDgTRvNl
+P/MyCDPIbL6/rwp+vW9yhdNcNM57bvwbOQrW/HGz7L6ActBIyU1zkuFMV5xbcvkU
+AQIhAPp3Ftwt9ozZSNsRRd6An1otZqtea5fVRQF8LtvQ+w4xAiEA2t/2UvU0j162
+O78ZJuxXMGlccsJN1RWn1sLcWCum620CIQDal4cHAMJV6OkR8EBHUYBB5q/dTlme
+uM4x3pzS0c/acQIhAMx/VHZOA72wkDNiaO2lBBGHX4kZYf8lLJvLlHQM1PhBAiB2
+HM1qyEKdPRjqSdw+3PtdgV6Yk0CB4YqzI9MWO+cQCg==
+-----END RSA PRIVATE KEY-----
+"""  # 512 bits, PKCS#1: the cryptography package will not make one this small
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("not a key", "not an RSA private key"), (None, "512-bit key")],  # None: SMALL_KEY
+)
+def test_a_sealing_key_that_cannot_be_used_is_refused(tmp_path: Path, content: str | None, problem: str) -> None:
+    path = tmp_path / "key.pem"
+    if content is None:
+        path.write_text(SMALL_KEY)
+    else:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=problem):
+        Sealer.load("forwarder.test", "arc", str(path))
+
+
+FRAGMENTS = ["i=1", "i=2", "i=", "i=x", "a=rsa-sha256", "a=rsa-sha1", "cv=none", "cv=pass", "cv=fail", "cv=bogus",
+             "d=forwarder.test", "d=", "s=arc", "s=", "b=AAAA", "b=!!", "bh=AAAA", "h=from", "h=arc-seal", "c=simple",
+             "c=bogus/x", "l=5", "l=x", "t=1", "==", ";", "i=1;i=2", "\n\t", "\xe9"]  # fmt: skip
+NAMES = ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(NAMES), st.lists(st.sampled_from(FRAGMENTS), max_size=8)), max_size=6))
+def test_hostile_arc_fields_get_a_result_never_an_exception(server: TestDNSServer, sets: list) -> None:
+    fields = "".join(f"{name}: {'; '.join(parts)}\n" for name, parts in sets)
+    result = verify(server, fields + MESSAGE)
+    assert result.result in ("none", "fail")
