@@ -7,11 +7,13 @@ listing 10,000 recipients is bounded; the fleet example consumer builds the same
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import smtplib
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -21,7 +23,7 @@ import pika
 import pytest
 
 from .conftest import daemon_config
-from .postfix import Daemon, Postfix, make_base_dir, wait_for
+from .postfix import Daemon, Postfix, wait_for
 from .test_e2e_bounces import CORPUS, FIELD
 from .test_outbox import Queue
 from .webhook_receiver import WebhookReceiver
@@ -30,11 +32,19 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 LABEL_KEYS = ("recipient", "category", "type", "status", "confidence", "model")
 
 
+def base_dir() -> Path:
+    """A directory the postfix user can traverse, outside /tmp/mailwarden-e2e-* (which other test runs on a shared
+    machine clean up, under a running stack)."""
+    base = Path(tempfile.mkdtemp(prefix="mailwarden-events-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    return base
+
+
 class Stack:
     """Daemon with [events] to the broker and the webhook, Postfix in front, one queue bound to every bounce."""
 
     def __init__(self, dns_server, rabbitmq, receiver: WebhookReceiver, ca: Path) -> None:
-        self.base = make_base_dir()
+        self.base = base_dir()
         self.rabbitmq = rabbitmq
         self.receiver = receiver
         self.exchange = f"mw-e2e-{uuid.uuid4().hex[:8]}"
