@@ -42,6 +42,10 @@ trusted_networks = []
 nameservers = ["127.0.0.1:{dns_port}"]
 timeout = 2.0
 budget = 10.0
+
+# The store of production (events, suppression, review), in the run's work directory; "" = none.
+[events]
+store = "{store}"
 """
 
 
@@ -96,8 +100,8 @@ def work_dir() -> Path:
     return base
 
 
-def mailwarden_config(socket_spec: str, dns_port: int) -> str:
-    return MAILWARDEN_CONFIG.format(socket=socket_spec, authserv_id=AUTHSERV_ID, dns_port=dns_port)
+def mailwarden_config(socket_spec: str, dns_port: int, store: str = "") -> str:
+    return MAILWARDEN_CONFIG.format(socket=socket_spec, authserv_id=AUTHSERV_ID, dns_port=dns_port, store=store)
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class MilterProcess:
     def mailwarden(cls, endpoint: Endpoint, workdir: Path, dns_port: int) -> MilterProcess:
         """`mailwarden run --config FILE`, started as tests/postfix.py's Daemon starts it."""
         milter = cls("mailwarden", [], endpoint, workdir)
-        milter._daemon = Daemon(mailwarden_config(endpoint.milter, dns_port), workdir)
+        milter._daemon = Daemon(mailwarden_config(endpoint.milter, dns_port, str(workdir / "events.sqlite")), workdir)
         milter.logfile = milter._daemon.stderr
         return milter
 
