@@ -83,9 +83,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return 0
     config = load(path)
     if config.events.store and (found := problems(config.events.store)):
-        print(f"{path}: [events] store cannot be used:\n" + "\n".join(f"  {p}" for p in found), file=sys.stderr)
-        if Path(config.events.store).exists():  # else the daemon creates it where systemd's StateDirectory is
+        if Path(config.events.store).exists():
+            print(f"{path}: [events] store cannot be used:\n" + "\n".join(f"  {p}" for p in found), file=sys.stderr)
             return 2
+        # The daemon creates it; under systemd the unit's StateDirectory makes the directory.
+        print(f"{path}: note: {found[0]} (yet)", file=sys.stderr)
     print(f"{path}: OK (socket {config.socket}, authserv-id {config.authserv_id}, {len(config.domains)} domain(s))")
     return 0
 
