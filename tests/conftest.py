@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from .dnsserver import TestDNSServer, Zone, free_port, reverse_name
+from .dnsserver import TestDNSServer, Zone, free_port, merge, reverse_name
 from .postfix import POSTFIX, Daemon, Postfix, make_base_dir
 from .rabbitmq import SERVER as RABBITMQ_SERVER
 from .rabbitmq import RabbitMQ
+from .signing import dmarc_zone, key_zone
 from .tlscerts import TestCA
 
 AUTHSERV_ID = "mx.mailwarden.test"
@@ -35,6 +36,9 @@ ZONE: Zone = {
     "slow.test": [("TIMEOUT", None)],
     "broken.test": [("TXT", "v=spf1 include:nonexistent.test -all")],
 }
+# Signed mail: signed.test publishes a DKIM key (selector "sel") and DMARC p=reject, held.test p=quarantine.
+ZONE = merge(ZONE, key_zone("signed.test"), dmarc_zone("signed.test", "v=DMARC1; p=reject"),
+             key_zone("held.test"), dmarc_zone("held.test", "v=DMARC1; p=quarantine"))  # fmt: skip
 
 DAEMON_CONFIG = """\
 socket = "{socket}"
@@ -56,6 +60,7 @@ spf_fail = "reject"
 spf_temperror = "defer"
 spf_permerror = "reject"
 iprev_fail = "reject"
+dmarc_enforce = true
 """
 
 

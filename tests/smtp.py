@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -29,8 +30,10 @@ def send(
     login: str | None = None,
     headers: str = "",
     body: str = "Hello.\n",
+    compose: Callable[[str], bytes] | None = None,
 ) -> Sent:
-    """One message, one connection. Without `ip`, the client is the real one (127.0.0.1)."""
+    """One message, one connection. Without `ip`, the client is the real one (127.0.0.1). `compose` makes the
+    whole message (given the marker to put in it) instead of the From, To, Subject, `headers` and `body` here."""
     marker = f"mw-{uuid.uuid4().hex}"
     sent = Sent(marker)
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.localhost", timeout=30) as smtp:
@@ -62,6 +65,6 @@ def send(
             .replace("\r\n", "\n")
             .replace("\n", "\r\n")
         )
-        code, text = smtp.data(message.encode())
+        code, text = smtp.data(compose(marker) if compose else message.encode())
         sent.data_reply = (code, text.decode() if isinstance(text, bytes) else text)
     return sent

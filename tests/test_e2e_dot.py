@@ -56,9 +56,11 @@ def test_mail_checked_over_tls_carries_the_verdicts_it_carries_over_udp(stack):
     postfix, _, relay = stack
     assert delivered_results(postfix, "alice@good.test", GOOD_IP) == {
         "iprev": ("pass", GOOD_IP), "smtp.helo": ("pass", "mail.good.test"), "smtp.mailfrom": ("pass", "good.test"),
+        "header.from": ("none", "good.test"),
     }  # fmt: skip
     assert delivered_results(postfix, "mallory@bad.test", LIAR_IP) == {
         "iprev": ("fail", LIAR_IP), "smtp.helo": ("fail", "mail.good.test"), "smtp.mailfrom": ("fail", "bad.test"),
+        "header.from": ("none", "bad.test"),
     }  # fmt: skip
     assert relay.queries > 0 and relay.handshakes == 1
 

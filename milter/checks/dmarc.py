@@ -197,7 +197,8 @@ class DmarcCheck(MessageCheck[DmarcResult]):
         return "accept", ""
 
     def reply(self, result: DmarcResult) -> Reply:
-        return "7.1", "rejected by the DMARC policy of the From domain"
+        done = "held" if result.disposition == "quarantine" else "rejected"
+        return "7.1", f"{done} by the DMARC policy of the From domain"
 
     def report(self, result: DmarcResult) -> dict:
         keys = ("result", "domain", "org_domain", "policy", "spf_aligned", "dkim_aligned")
