@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .checks import registered
+from .checks.arc import Sealer
 from .sinks import sink_problems
 from .suppression import SuppressionRules
 from .upstreams import Upstream, parse_nameservers, tls_ca_problem
@@ -84,6 +85,14 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class ArcConfig:
+    # A DMARC fail is not enforced when the ARC chain passes, its last sealer is one of these domains and
+    # that sealer's ARC-Authentication-Results says dmarc=pass.
+    trusted_sealers: frozenset[str] = frozenset()
+    sealer: Sealer | None = None  # sign = true: the domain, selector and key we seal with (key read at load)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     address: str = ""  # "host:port" to serve Prometheus metrics; "" = off
 
@@ -107,6 +116,7 @@ class Config:
     bounce: BounceConfig = BounceConfig()
     events: EventsConfig = EventsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    arc: ArcConfig = ArcConfig()
     policy: MappingProxyType[str, str | bool] = field(
         default_factory=lambda: MappingProxyType({**dict.fromkeys(policy_keys(), "accept"), **policy_options()})
     )
@@ -188,7 +198,7 @@ class _Builder:
         known = {
             "socket", "socket_mode", "mta", "authserv_id", "trusted_networks", "skip_authenticated",
             "skip_sender_domains", "log_level", "log_format", "milter_timeout", "dns", "bounce", "events",
-            "metrics", "policy", "domains", "suppression",
+            "metrics", "policy", "domains", "suppression", "arc",
         }  # fmt: skip
         self.unknown((), data, known)
         sock = self.string((), data, "socket", defaults.socket)
@@ -225,6 +235,7 @@ class _Builder:
             bounce=self.bounce(self.table((), data, "bounce")),
             events=self.events(self.table((), data, "events")),
             metrics=self.metrics(self.table((), data, "metrics")),
+            arc=self.arc(self.table((), data, "arc")),
             policy=MappingProxyType(self.policy(("policy",), self.table((), data, "policy"), defaults.policy)),
             domains=MappingProxyType({}),
             suppression=self.suppression(("suppression",), self.table((), data, "suppression"), SuppressionRules()),
@@ -296,6 +307,27 @@ class _Builder:
             reset_days=int(self.number(table, data, "reset_days", base.reset_days, 1, 3650)),
             inactive_repeats=int(self.number(table, data, "inactive_repeats", base.inactive_repeats, 1, 1000)),
         )
+
+    def arc(self, data: dict[str, Any]) -> ArcConfig:
+        table = ("arc",)
+        self.unknown(table, data, {"trusted_sealers", "sign", "domain", "selector", "key_file"})
+        trusted = frozenset(self.domain_list(table, data, "trusted_sealers"))
+        domain, selector = self.string(table, data, "domain", ""), self.string(table, data, "selector", "")
+        key_file = self.string(table, data, "key_file", "")
+        if not self.boolean(table, data, "sign", False):
+            return ArcConfig(trusted)
+        if not _DOMAIN.match(domain):
+            self.problem(table, "domain", f"{domain!r} is not a domain name (sign = true needs one)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*", selector):
+            self.problem(table, "selector", f"{selector!r} is not a selector (sign = true needs one)")
+        if not key_file:
+            self.problem(table, "key_file", "sign = true needs the file of the private key to seal with")
+            return ArcConfig(trusted)
+        try:
+            return ArcConfig(trusted, Sealer.load(domain, selector, key_file))
+        except (OSError, ValueError) as exc:
+            self.problem(table, "key_file", f"cannot seal with it: {exc}")
+            return ArcConfig(trusted)
 
     def metrics(self, data: dict[str, Any]) -> MetricsConfig:
         table = ("metrics",)

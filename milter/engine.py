@@ -6,9 +6,10 @@ and knows none of them by name: the client's at connect, the envelope's at MAIL 
 of data (over the header fields and the body hashes they asked for while the message streamed past). At end
 of message it says what to do and what to change, and the callbacks do it: reject or quarantine when a
 recipient domain's policy asks so for a message check's result, else our Received-SPF and
-Authentication-Results on top, incoming A-R fields that claim our authserv-id removed (RFC 8601 §5), and
-bounce labels. One engine serves one loaded configuration; a reload builds a new
-engine while sessions that started under the old one finish with it.
+Authentication-Results on top (and above them an ARC set sealing them, when sealing is on), incoming A-R
+fields that claim our authserv-id removed (RFC 8601 §5), and bounce labels. One engine serves one loaded
+configuration (its checks configured for it); a reload builds a new engine while sessions that started under
+the old one finish with it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import NamedTuple
 from . import headers, metrics
 from .checks import registered
 from .checks.base import Check, CheckResult, DnsContext, Field, Stage, Subject
-from .checks.message import MessageCheck, MessageReader, read_message
+from .checks.message import Message, MessageCheck, MessageReader, field_of, read_message
 from .classifier import BounceClassifier, EnvelopeFacts, header_value
 from .classifier.addresses import bare_address, is_bounce_sender
 from .config import Config
@@ -77,7 +78,7 @@ class Engine:
         self.config = config
         self.authserv_key = config.authserv_id.rstrip(".").lower()  # as authserv_id_of() reads incoming ids
         self.resolver = resolver
-        self.checks = registered() if checks is None else checks
+        self.checks = tuple(check.configure(config) for check in (registered() if checks is None else checks))
         self.message_checks = tuple(c for c in self.checks if isinstance(c, MessageCheck))
         self.classifier = classifier
         self.recorder = recorder or Recorder(Review(config.bounce.review_below), store=None)
@@ -190,12 +191,12 @@ class Engine:
         collected += chunk[: MAX_BOUNCE_BYTES - len(collected)]
         return True
 
-    def examine(self, session: Session, envelope: Envelope) -> Decision:
+    def examine(self, session: Session, envelope: Envelope) -> tuple[Decision, Message | None]:
         """Run the message checks at end of data; the strictest action the accepted recipients' domains ask
-        for their results (the domain that decided is in the decision)."""
+        for their results (the domain that decided is in the decision), and the message they examined."""
         reader = envelope.message
         if reader is None:
-            return ACCEPT
+            return ACCEPT, None
         budget = Budget(self.config.dns.budget)
         message = reader.message(envelope.subject(session), {**session.results, **envelope.results})
         for check in self.message_checks:
@@ -212,12 +213,12 @@ class Engine:
                 decision = replace(asked, domain=domain)
         if not decision.accepted:
             metrics.child(metrics.ACTIONS, decision.action, decision.key).inc()
-        return decision
+        return decision, message
 
     def end(self, session: Session, envelope: Envelope) -> Edits:
         """End of an accepted message: whether it is refused or held and, if not refused, what to change in
         it; its decision logged."""
-        decision = self.examine(session, envelope)
+        decision, message = self.examine(session, envelope)
         if decision.action in ("reject", "defer"):
             self.log(session, envelope, decision)
             return Edits([], [], [], decision)
@@ -227,6 +228,8 @@ class Engine:
             metrics.FORGED_AR_REMOVED.inc(len(removed))
         # Prepended at the top, so above the MTA's own Received:.
         prepended = self.result_headers(session, envelope)
+        if message is not None:
+            prepended = self.seals(envelope, message, prepended) + prepended
         appended = []
         if envelope.body is not None:  # collected: the message may be a bounce
             appended = _classifier_thread.submit(self.bounce_headers, session, envelope).result()
@@ -241,6 +244,14 @@ class Engine:
         ar = headers.authentication_results(self.config.authserv_id, [r for _, r in results], envelope.skip)
         out.append((AR_HEADER, ar))
         return out
+
+    def seals(self, envelope: Envelope, message: Message, prepended: list[Field]) -> list[Field]:
+        """What the message checks add over our fields once our Authentication-Results (the last of
+        `prepended`) is written, top first: ARC's seal, whose ARC-Authentication-Results carries our verdicts."""
+        leaving = replace(message, fields=(*(field_of(name, value) for name, value in prepended), *message.fields))
+        authentication_results = prepended[-1][1]
+        return [field for check in self.message_checks if check.name in envelope.results
+                for field in check.seal(envelope.results[check.name], leaving, authentication_results)]  # fmt: skip
 
     def may_be_bounce(self, sender: str) -> bool:
         """Whether a message with this envelope sender or From field may be a bounce, so that its body is

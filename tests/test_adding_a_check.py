@@ -109,7 +109,7 @@ def test_a_registered_check_rejects_with_its_own_code_and_is_written_into_the_he
     assert milter.eom() == Milter.CONTINUE
     (ar,) = [value for name, value, _ in milter._ctx.added if name == "Authentication-Results"]
     parsed = authres.AuthenticationResultsHeader.parse_value(ar.replace("\n", " "))
-    assert [r.method for r in parsed.results] == ["iprev", "spf", "spf", "dkim", "dmarc", "canary"]
+    assert [r.method for r in parsed.results] == ["iprev", "spf", "spf", "dkim", "arc", "dmarc", "canary"]
     assert ar.endswith(";\n\tcanary=fail (canary.test is a canary domain) smtp.mailfrom=canary.test")
     assert [(d["action"], d.get("recipient"), d["canary"]) for d in decisions] == [
         ("reject", "carol@strict.test", "fail"), ("accept", None, "fail")]  # fmt: skip

@@ -1,24 +1,27 @@
 """ValiMail's ARC test suite (tests/arc-suite, the 2018 draft that became RFC 8617), every case, against the
-loopback DNS server: the 175 chain-validation cases through the ARC check's verification, and the 17 sealing
-cases through its sealer, whose ARC sets must come out signature for signature as the suite's.
+loopback DNS server: the 175 chain-validation cases through `mailwarden check --message --json`'s code path,
+and the 17 sealing cases through the ARC check's sealer over the message as the milter reads it, whose ARC sets
+must come out signature for signature as the suite's.
 
 Where the draft and RFC 8617 differ the RFC is tested (tests/arc-suite/README.md lists the differences).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import dkim
 import pytest
 import yaml
-from dkim.canonicalization import ALGORITHMS
 
-from mailwarden.checks.arc import Sealer, arc_body_hashes, verify_chain
-from mailwarden.checks.base import DnsContext
+from mailwarden.checks.arc import ArcCheck, Sealer
+from mailwarden.checks.base import DnsContext, Subject
+from mailwarden.checks.message import Message, read_message
+from mailwarden.cli import check_report
+from mailwarden.config import Config, DnsConfig
 from mailwarden.dns import Budget, Resolver
+from mailwarden.engine import Engine
 
 from .dnsserver import TestDNSServer, Zone
 
@@ -77,18 +80,9 @@ def suite_dns() -> Iterator[TestDNSServer]:
     server.stop()
 
 
-def parse(message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    headers, body = dkim.rfc822_parse(message.encode())
-    return [(bytes(name), bytes(value)) for name, value in headers], body
-
-
-def digests_of(body: bytes, keys: list) -> dict:
-    """What the streamed body hasher gives the check: each asked digest of the canonical body."""
-    out = {}
-    for canonicalisation, algorithm, length in keys:
-        canonical = ALGORITHMS[canonicalisation.encode()].canonicalize_body(body)
-        out[(canonicalisation, algorithm, length)] = hashlib.new(algorithm, canonical[:length]).digest()
-    return out
+def examined(message: str, check: ArcCheck) -> Message:
+    """The message as the ARC check gets it at end of data: its fields, and its body streamed and hashed."""
+    return read_message(message.encode(), [check]).message(Subject("192.0.2.1"), {})
 
 
 def dns_context(server: TestDNSServer) -> DnsContext:
@@ -98,9 +92,10 @@ def dns_context(server: TestDNSServer) -> DnsContext:
 @pytest.mark.parametrize(("zone", "message", "expected"), validation_cases())
 def test_arc_validation_case(suite_dns: TestDNSServer, zone: Zone, message: str, expected: str) -> None:
     suite_dns.load(zone)
-    fields, body = parse(message)
-    result = verify_chain(fields, digests_of(body, arc_body_hashes(fields)), dns_context(suite_dns))
-    assert result.result == expected, result.reason
+    config = Config(authserv_id="mx.test", trusted_networks=(), dns=DnsConfig(timeout=0.5, budget=5.0))
+    engine = Engine(config, Resolver([suite_dns.nameserver()], timeout=0.5, cache_size=0))
+    report = check_report(engine, "192.0.2.1", "mail.example.org", "jqd@d1.example.org", message.encode())
+    assert report["arc"]["result"] == expected, report["headers"]["Authentication-Results"]
 
 
 def tags(value: str) -> dict[bytes, bytes]:
@@ -112,7 +107,7 @@ def relaxed(value: str) -> str:
     return " ".join(value.split())
 
 
-def authentication_results(fields: list[tuple[bytes, bytes]], authserv_id: str) -> str:
+def authentication_results(fields: tuple[tuple[bytes, bytes], ...], authserv_id: str) -> str:
     """The suite's Authentication-Results of the sealing ADMD as one field, standing in for our own."""
     entries = []
     for name, value in fields:
@@ -128,13 +123,14 @@ def test_arc_sealing_case(suite_dns: TestDNSServer, tmp_path: Path, zone: Zone, 
     key_file = tmp_path / "arc.key"
     key_file.write_text(scenario["privatekey"])
     sealer = Sealer.load(scenario["domain"], scenario["sel"], str(key_file))
-    fields, body = parse(test["message"])
-    chain = verify_chain(fields, digests_of(body, arc_body_hashes(fields)), dns_context(suite_dns))
-    ar = authentication_results(fields, test["srv-id"])
+    check = ArcCheck(sealer=sealer)
+    message = examined(test["message"], check)
+    chain = check.run(message, dns_context(suite_dns))
+    ar = authentication_results(message.fields, test["srv-id"])
     claimed = next((part.split("=")[1] for part in ar.split("; ") if part.startswith("arc=")), None)
     assert claimed in (None, chain.result), chain.reason  # the sealing ADMD's verdict is the one we reach
     signed = [name.encode() for name in test["sig-headers"].split(":")]
-    sealed = dict(sealer.seal(fields, digests_of(body, [("relaxed", "sha256", None)]), ar, chain, test["t"], signed))
+    sealed = dict(sealer.seal(message.fields, message.digests, ar, chain, test["t"], signed))
     if not test["AS"].strip():
         assert sealed == {}  # RFC 8617 §5.1: a chain whose last seal says cv=fail is not sealed again
         return

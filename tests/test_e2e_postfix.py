@@ -163,7 +163,7 @@ def test_hostile_helo_and_sender_cannot_inject_headers_or_keys(mta):
     results = results_by_property(ours)
     assert results["smtp.mailfrom"] == ("fail", "bad.test")
     assert results["smtp.helo"] == ("none", 'evil.test; spf=pass smtp.mailfrom=paypal.com (x) "q" \\ %01%7F')
-    assert [r.method for r in ours.results] == ["iprev", "spf", "spf", "dkim", "dmarc"]
+    assert [r.method for r in ours.results] == ["iprev", "spf", "spf", "dkim", "arc", "dmarc"]
     rspf = message["Received-SPF"]
     assert '\thelo="evil.test; spf=pass smtp.mailfrom=paypal.com (x) \\"q\\" \\\\ %01%7F";' in rspf
     assert "\tenvelope-from=" in rspf and rspf.count("identity=") == 1

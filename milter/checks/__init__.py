@@ -8,13 +8,16 @@ and its result appears in Authentication-Results, in the decision log line and i
 
 from __future__ import annotations
 
+from .arc import ArcCheck
 from .base import Check
 from .dkim import DkimCheck
 from .dmarc import DmarcCheck
 from .iprev import IprevCheck
 from .spf import SpfCheck
 
-CHECKS: tuple[Check, ...] = (IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"), DkimCheck(), DmarcCheck())
+CHECKS: tuple[Check, ...] = (
+    IprevCheck(), SpfCheck("helo"), SpfCheck("mailfrom"), DkimCheck(), ArcCheck(), DmarcCheck()
+)  # ARC before DMARC: DMARC reads whether the chain vouches for the message
 
 
 def registered() -> tuple[Check, ...]:

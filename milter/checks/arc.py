@@ -7,12 +7,16 @@ recent ARC-Message-Signature and every ARC-Seal verified, cv= checked in each se
 - the body is not kept: the most recent AMS's bh= is compared with the digest of the body streamed past
   (`arc_body_hashes` says which), and dkimpy then verifies the header hash with bh= removed from its tags;
   older AMSs are not verified at all (RFC 8617 §5.2 step 5 asks for the most recent one only);
-- keys come through mailwarden's resolver (cache, per-message DNS budget) as dkimpy's `dnsfunc`; several
-  key records count as none; RSA keys outside 1024-4096 bits are refused before any arithmetic;
+- keys come through mailwarden's resolver (cache, per-message DNS budget) and are read and bounded as DKIM
+  reads them (checks/dkim.py: one record, RSA keys of 1024-4096 bits, refused before any arithmetic);
 - RFC 8617 where dkimpy follows the 2018 draft: a chain in which an ARC-Seal says cv=fail is `fail`
   (§5.2 steps 3 and 4; dkimpy returns no result), and instances above 50 make the chain fail (§4.2.1).
 A key lookup that fails on DNS trouble fails the chain too ("arc" has no temperror in RFC 8617), but the
 result remembers it: we do not seal a chain as cv=fail on a DNS error, which would end it for good.
+
+The result is tag only (no policy keys). It matters to DMARC: with `[arc] trusted_sealers`, a chain that
+passes, was last sealed by one of them, and whose last ARC-Authentication-Results says dmarc=pass vouches
+for the message (`ArcResult.vouched`), and DMARC does not enforce its fail (checks/dmarc.py).
 
 Sealing (RFC 8617 §5.1) uses dkimpy's header signing (`gen_header`) rather than its `ARC.sign`, which would
 need the whole body and re-renders the Authentication-Results it copies without their comments. Here the
@@ -26,11 +30,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import authres
 import dkim
@@ -39,22 +44,20 @@ from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from ..dns import DNSTempError
 from ..headers import comment
-from .base import CheckResult, DnsContext, Field
+from .base import CheckResult, DnsContext, Field, Subject
+from .bodyhash import BodyHash
+from .dkim import QUIET, RSA_BITS, KeyProblem, public_key
+from .message import Fields, Message, MessageCheck
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 MAX_INSTANCES = 50  # RFC 8617 §4.2.1
-RSA_BITS = (1024, 4096)
-MAX_EXPONENT_BITS = 64
 ARC_FIELDS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")  # an AS covers them in this order
-BodyKey = tuple[str, str, int | None]  # (body canonicalisation, hash, l=): which digest of the streamed body
-Fields = Sequence[tuple[bytes, bytes]]  # (name, value verbatim after the colon, CRLF line ends)
-DnsFunc = Callable[..., bytes | None]
+SEAL_BODY = BodyHash("relaxed", "sha256")  # the body hash a seal's AMS needs
 _AMS = b"arc-message-signature"
-SEAL_BODY: BodyKey = ("relaxed", "sha256", None)  # the body hash a seal's AMS needs
 _RELAXED = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _INSTANCE = re.compile(rb"^\s*i\s*=\s*(\d+)\s*;")
-_QUIET = logging.getLogger("mailwarden.dkimpy")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,59 @@ class ArcResult(CheckResult):
     sealer: str = ""  # d= of the most recent ARC-Seal, when the chain passes
     sealer_dmarc: str = ""  # the dmarc= result in that sealer's ARC-Authentication-Results, "" if it has none
     ended: bool = False  # the most recent ARC-Seal says cv=fail: nobody seals this chain again (§5.1)
-    dns_error: bool = False  # the fail comes from a key lookup that may work later
+    unsure: bool = False  # the fail may not be the chain's (a DNS error, a header cut short): not sealed as such
+    vouched: bool = False  # passes, last sealed by a trusted sealer whose ARC-Authentication-Results says dmarc=pass
 
     def resinfo(self) -> str:
-        """`arc=pass (i=2)`; a fail says why after the length."""
+        """`arc=pass (i=2)`; a fail says why after the length, a trusted sealer's vouching is said too."""
         if self.result == "none":
             return "arc=none"
         why = f"i={self.instances}" + (f": {self.reason}" if self.result != "pass" else "")
+        if self.vouched:
+            why += f", trusted sealer {self.sealer} saw dmarc=pass"
         return str(ARCAuthenticationResult(result=self.result, result_comment=comment(why)))
 
 
-def arc_body_hashes(fields: Fields) -> list[BodyKey]:
+class ArcCheck(MessageCheck[ArcResult]):
+    name = "arc"
+    policy = "arc"
+    replies: Mapping = {}  # tag only; DMARC reads it
+    report_key = ("arc",)
+
+    def __init__(self, trusted_sealers: frozenset[str] = frozenset(), sealer: Sealer | None = None) -> None:
+        self.trusted_sealers = trusted_sealers
+        self.sealer = sealer
+
+    def configure(self, config: Config) -> ArcCheck:
+        return ArcCheck(config.arc.trusted_sealers, config.arc.sealer)
+
+    def body_hashes(self, fields: Fields) -> list[BodyHash]:
+        return [*arc_body_hashes(fields), *([SEAL_BODY] if self.sealer else [])]
+
+    def run(self, subject: Message, dns: DnsContext) -> ArcResult:  # type: ignore[override]
+        if subject.truncated:
+            return ArcResult("arc", "fail", "header over 1 MiB: not verified", unsure=True)
+        result = verify_chain(subject.fields, subject.digests, dns)
+        vouched = result.sealer in self.trusted_sealers and result.sealer_dmarc == "pass"
+        return replace(result, vouched=True) if vouched else result
+
+    def failed(self, subject: Subject, reason: str) -> ArcResult:
+        return ArcResult("arc", "fail", reason, unsure=True)
+
+    def seal(self, result: ArcResult, message: Message, authentication_results: str) -> tuple[Field, ...]:
+        if self.sealer is None:
+            return ()
+        now = int(time.time())
+        return tuple(self.sealer.seal(message.fields, message.digests, authentication_results, result, now))
+
+    def report(self, result: ArcResult) -> dict:
+        return {"result": result.result, "instances": result.instances}
+
+    def summary(self, result: ArcResult) -> str:
+        return f"arc (i={result.instances}): {result.result} ({result.reason})"
+
+
+def arc_body_hashes(fields: Fields) -> list[BodyHash]:
     """The body digest the most recent ARC-Message-Signature needs (none when there is no chain to check)."""
     latest = _latest_instance(fields)
     for name, value in fields:
@@ -85,7 +130,7 @@ def arc_body_hashes(fields: Fields) -> list[BodyKey]:
     return []
 
 
-def verify_chain(fields: Fields, digests: Mapping[BodyKey, bytes], dns: DnsContext) -> ArcResult:
+def verify_chain(fields: Fields, digests: Mapping[BodyHash, bytes], dns: DnsContext) -> ArcResult:
     """RFC 8617 §5.2 over the header fields as they arrived and the digests of the streamed body."""
     latest = _latest_instance(fields)
     if latest == 0:
@@ -94,13 +139,13 @@ def verify_chain(fields: Fields, digests: Mapping[BodyKey, bytes], dns: DnsConte
         return ArcResult("arc", "fail", f"i={latest} is above {MAX_INSTANCES}", latest)
     chain = _Chain(fields, digests, latest, dns)
     try:
-        cv, sets, reason = chain.verify(dnsfunc=chain.dnsfunc)
+        cv, sets, reason = chain.verify(dnsfunc=None)  # keys are fetched by verify_sig below
     except Exception as exc:  # dkimpy's parsing of hostile fields: IndexError, ValueError, ...  # noqa: BLE001
         return ArcResult("arc", "fail", f"malformed ARC set ({type(exc).__name__})", latest)
     ended = bool(sets) and sets[0].get("cv") == dkim.CV_Fail
     if cv != dkim.CV_Pass:  # None: dkimpy's "the chain is terminated" (a cv=fail seal), RFC 8617 says fail
         why = reason + (f" ({chain.problem})" if chain.problem else "")
-        return ArcResult("arc", "fail", why, latest, ended=ended, dns_error=chain.dns_error)
+        return ArcResult("arc", "fail", why, latest, ended=ended, unsure=chain.dns_error)
     sealer = sets[0]["as-domain"].decode("ascii", "replace").lower()
     return ArcResult("arc", "pass", f"{latest} ARC sets, last sealed by {sealer}", latest, sealer,
                      _dmarc_of(sets[0]["aar-value"]))  # fmt: skip
@@ -119,8 +164,8 @@ def _dmarc_of(aar: bytes) -> str:
 class _Chain(dkim.ARC):
     """dkimpy's ARC verification over header fields alone (see the module docstring)."""
 
-    def __init__(self, fields: Fields, digests: Mapping[BodyKey, bytes], latest: int, dns: DnsContext) -> None:
-        super().__init__(logger=_QUIET)
+    def __init__(self, fields: Fields, digests: Mapping[BodyHash, bytes], latest: int, dns: DnsContext) -> None:
+        super().__init__(logger=QUIET)
         self.headers = [(name, value) for name, value in fields]
         self.digests = digests
         self.latest = latest
@@ -131,22 +176,7 @@ class _Chain(dkim.ARC):
     def note(self, problem: str) -> None:
         self.problem = self.problem or problem
 
-    def dnsfunc(self, name: bytes, timeout: float = 5) -> bytes | None:
-        """dkimpy's TXT lookup, through our resolver: the key record's strings joined, None if there is not
-        exactly one record; a DNS error is dkimpy's DnsTimeoutError."""
-        text = name.decode("ascii", "replace").rstrip(".")
-        try:
-            records = self.dns.lookup(text, "TXT").values()
-        except DNSTempError as exc:
-            self.dns_error = True
-            self.note(f"key lookup failed: {exc}")
-            raise dkim.DnsTimeoutError(str(exc)) from exc
-        if len(records) != 1:
-            self.note(f"{len(records)} key records at {text}")
-            return None
-        return b"".join(records[0])  # type: ignore[arg-type]
-
-    def verify_sig(self, sig: dict, include_headers: list, sig_header: tuple, dnsfunc: DnsFunc) -> bool:
+    def verify_sig(self, sig: dict, include_headers: list, sig_header: tuple, dnsfunc: object) -> bool:
         """One AMS or AS: body hash (most recent AMS only), key, then dkimpy's header hash and signature."""
         if sig_header[0].lower() == _AMS:
             if _number(sig.get(b"i")) != self.latest:
@@ -160,19 +190,15 @@ class _Chain(dkim.ARC):
                 self.note("body hash did not verify")
                 return False
             sig = {tag: value for tag, value in sig.items() if tag != b"bh"}
-        name = sig[b"s"] + b"._domainkey." + sig[b"d"]
+        name = (sig[b"s"] + b"._domainkey." + sig[b"d"]).decode("ascii", "replace")
         try:
-            self.pk, self.keysize, self.ktag, self.seqtlsrpt = dkim.load_pk_from_dns(name, dnsfunc)
-        except dkim.DnsTimeoutError:
+            self.pk, self.keysize, self.ktag, self.seqtlsrpt = public_key(name, self.dns)
+        except DNSTempError as exc:
+            self.dns_error = True
+            self.note(f"key lookup failed: {exc}")
             return False
-        except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
-            self.note(f"unusable key at {name.decode('ascii', 'replace')}: {type(exc).__name__}")
-            return False
-        if self.ktag == b"rsa" and (
-            not RSA_BITS[0] <= self.keysize <= RSA_BITS[1]
-            or self.pk["publicExponent"].bit_length() > MAX_EXPONENT_BITS  # type: ignore[index]
-        ):
-            self.note(f"{self.keysize}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
+        except KeyProblem as exc:
+            self.note(str(exc))
             return False
         return bool(self.verify_sig_process(sig, include_headers, sig_header, dnsfunc))
 
@@ -198,7 +224,7 @@ def _latest_instance(fields: Fields) -> int:
     return max((_instance(value) for name, value in fields if name.lower() in ARC_FIELDS), default=0)
 
 
-def _body_key(sig: Mapping[bytes, bytes]) -> BodyKey | None:
+def _body_key(sig: Mapping[bytes, bytes]) -> BodyHash | None:
     """Which digest an AMS's bh= is to be compared with (None: a c=, a= or l= that cannot be hashed)."""
     try:
         body = dkim.CanonicalizationPolicy.from_c_value(sig.get(b"c", b"relaxed/relaxed")).body_algorithm.name
@@ -207,7 +233,7 @@ def _body_key(sig: Mapping[bytes, bytes]) -> BodyKey | None:
     length = sig.get(b"l")
     if sig.get(b"a") != b"rsa-sha256" or (length is not None and not length.isdigit()):
         return None
-    return body.decode(), "sha256", int(length) if length is not None else None
+    return BodyHash(body.decode(), "sha256", int(length) if length is not None else None)
 
 
 @dataclass(frozen=True)
@@ -216,7 +242,7 @@ class Sealer:
 
     domain: str
     selector: str
-    key: dict  # dkimpy's parsed RSA private key
+    key: dict = field(hash=False)  # dkimpy's parsed RSA private key
 
     @classmethod
     def load(cls, domain: str, selector: str, key_file: str) -> Sealer:
@@ -233,7 +259,7 @@ class Sealer:
     def seal(
         self,
         fields: Fields,
-        digests: Mapping[BodyKey, bytes],
+        digests: Mapping[BodyHash, bytes],
         authentication_results: str,
         chain: ArcResult,
         timestamp: int,
@@ -243,11 +269,11 @@ class Sealer:
         ARC-Authentication-Results; [] when the chain must not be sealed again. `fields` are the message's
         header fields as they will leave (our own on top); `signed` the names the AMS signs (default: those
         of dkimpy's list that the message has, From twice)."""
-        if chain.ended or chain.instances >= MAX_INSTANCES or chain.dns_error:
+        if chain.ended or chain.instances >= MAX_INSTANCES or chain.unsure:
             return []
         instance = str(chain.instances + 1).encode()
         now = str(timestamp).encode()
-        signer = dkim.ARC(logger=_QUIET)
+        signer = dkim.ARC(logger=QUIET)
         signer.hasher = hashlib.sha256
         signer.headers = list(fields)
         names = [name.lower() for name in (signed or signer.default_sign_headers())]

@@ -16,12 +16,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import authres
 
 from ..dns import Answer, Budget, Resolver
 from ..headers import comment
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 Stage = Literal["connect", "mail", "message"]  # "message": at end of data (checks/message.py)
 Reply = tuple[str, str]  # RFC 7372 enhanced status detail ("7.23"), what the reply says ("SPF validation failed")
@@ -81,6 +84,11 @@ class Check(ABC, Generic[R]):
     replies: Mapping[str, Reply]
     options: Mapping[str, bool] = {}  # true/false keys of its own in [policy], with their defaults
     report_key: tuple[str, ...]  # where `mailwarden check --json` puts its report: ("iprev",), ("spf", "helo")
+
+    def configure(self, config: Config) -> Check[R]:
+        """The check as an engine for `config` runs it: itself, or a copy holding settings of its own (ARC's
+        trusted sealers and sealing key), so that a reload never changes a check that sessions still use."""
+        return self
 
     @abstractmethod
     def run(self, subject: Subject, dns: DnsContext) -> R: ...

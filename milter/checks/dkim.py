@@ -44,9 +44,9 @@ B_PREFIX = 8  # characters of b= in header.b (RFC 6008)
 _NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
                    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")  # fmt: skip
 _TAG = re.compile(rb"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)")
-_QUIET = logging.getLogger("mailwarden.dkimpy")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
+QUIET = logging.getLogger("mailwarden.dkimpy")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
 # The order in which one signature's result stands for the message (the log line, the metrics).
 _RANK = ("pass", "temperror", "fail", "permerror", "neutral", "policy", "none")
 
@@ -99,7 +99,7 @@ class _Invalid(Exception):
     """The signature cannot be processed: neutral."""
 
 
-class _KeyProblem(Exception):
+class KeyProblem(Exception):
     """No usable key: permerror."""
 
 
@@ -138,22 +138,22 @@ def _parse(value: bytes) -> _Parsed:
     return _Parsed(tags, signed, BodyHash(_text(canonicalisation.body_algorithm.name), algorithm, length))
 
 
-def _key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
-    """(key, bits, k=, tlsrpt) of the key record at `name`; raises _KeyProblem, DNSTempError."""
+def public_key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
+    """(key, bits, k=, tlsrpt) of the key record at `name`; raises KeyProblem, DNSTempError."""
     records = [b"".join(value) for value in dns.lookup(name, "TXT").values()]  # type: ignore[arg-type]
     if not records:
-        raise _KeyProblem(f"no key record at {name}")
+        raise KeyProblem(f"no key record at {name}")
     if len(records) > 1:
-        raise _KeyProblem(f"{len(records)} key records at {name}")
+        raise KeyProblem(f"{len(records)} key records at {name}")
     try:
         key, bits, kind, tlsrpt = dkim.evaluate_pk(name, records[0])
     except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
-        raise _KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
+        raise KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
     if kind == b"rsa":
         if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
-            raise _KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
+            raise KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
         if key["publicExponent"].bit_length() > MAX_EXPONENT_BITS:  # type: ignore[index]
-            raise _KeyProblem("RSA public exponent too large")
+            raise KeyProblem("RSA public exponent too large")
     return key, bits, kind, tlsrpt
 
 
@@ -179,7 +179,7 @@ class DkimCheck(MessageCheck[DkimResult]):
         if subject.truncated:
             return _signed([Signature("permerror", "header over 1 MiB: not verified", *_names(v))
                             for v in values[:MAX_SIGNATURES]])
-        verifier = dkim.DKIM(logger=_QUIET)
+        verifier = dkim.DKIM(logger=QUIET)
         verifier.headers = [list(f) for f in subject.fields]
         signatures = [self._verify(verifier, v, subject, dns) for v in values[:MAX_SIGNATURES]]
         if len(values) > MAX_SIGNATURES:
@@ -203,10 +203,10 @@ class DkimCheck(MessageCheck[DkimResult]):
             return verdict("fail", "rsa-sha1 is not acceptable (RFC 8301)")
         name = f"{selector}._domainkey.{domain}"
         try:
-            key, bits, kind, tlsrpt = _key(name, dns)
+            key, bits, kind, tlsrpt = public_key(name, dns)
         except DNSTempError as exc:
             return verdict("temperror", f"key lookup failed: {exc}")
-        except _KeyProblem as exc:
+        except KeyProblem as exc:
             return verdict("permerror", str(exc))
         digest = message.digests.get(parsed.body_hash)
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .base import Check, CheckResult, Subject
+from .base import Check, CheckResult, Field, Subject
 from .bodyhash import BodyHash, BodyHasher
 
 Fields = tuple[tuple[bytes, bytes], ...]  # (name, value): the value verbatim after the colon, CRLF line ends
@@ -47,6 +47,11 @@ class MessageCheck(Check[R]):
 
     def body_hashes(self, fields: Fields) -> Iterable[BodyHash]:
         """The body hashes this check will read, asked once the header is complete."""
+        return ()
+
+    def seal(self, result: R, message: Message, authentication_results: str) -> tuple[Field, ...]:
+        """Fields to add above everything else once our Authentication-Results (its value given) is written,
+        top first: ARC's seal, which signs it. `message` has our fields on top of those that arrived."""
         return ()
 
 
