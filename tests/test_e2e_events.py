@@ -58,11 +58,7 @@ class Stack:
         self.postfix = Postfix(self.base, milter=f"unix:{self.base}/milter.sock").start()
 
     def deliver(self, raw: bytes) -> list[dict[str, str]]:
-        """Send a bounce with the null sender; the label fields of its delivered X-Mailwarden-Bounce fields."""
-        marker = f"mw-{uuid.uuid4().hex}"
-        with smtplib.SMTP("127.0.0.1", self.postfix.smtp_port, timeout=60) as smtp:
-            smtp.sendmail("", ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + raw)
-        return labels(self.postfix.delivered(marker, timeout=60).get_all("X-Mailwarden-Bounce") or [])
+        return labels(deliver(self.postfix, raw))
 
     def mailwarden(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "mailwarden.cli", "bounces", *args, "--config",
@@ -83,6 +79,14 @@ class Stack:
         self.postfix.stop()
         self.daemon.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def deliver(postfix: Postfix, raw: bytes) -> list[str]:
+    """Send a bounce with the null sender; the X-Mailwarden-Bounce fields it was delivered with."""
+    marker = f"mw-{uuid.uuid4().hex}"
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as smtp:
+        smtp.sendmail("", ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + raw)
+    return postfix.delivered(marker, timeout=60).get_all("X-Mailwarden-Bounce") or []
 
 
 def labels(values: list[str]) -> list[dict[str, str]]:
