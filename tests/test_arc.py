@@ -1,5 +1,6 @@
-"""ARC verification and sealing beyond the suite: our own seals verify (once and twice forwarded), what breaks
-a chain breaks it, the RFC 8617 limits, DNS trouble, hostile keys and fields."""
+"""ARC beyond the suite: our own seals verify (once and twice forwarded), what breaks a chain breaks it, the
+RFC 8617 limits, DNS trouble, hostile keys and fields; through the engine, a trusted forwarder's chain saves a
+DMARC fail and our seal signs our own Authentication-Results; the [arc] configuration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 from collections.abc import Iterator
 from pathlib import Path
 
+import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -14,8 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailwarden.checks.arc import ArcCheck, ArcResult, Sealer
+from mailwarden.checks.message import split_message
+from mailwarden.config import ConfigError, parse
+from mailwarden.dns import Resolver
+from mailwarden.engine import Edits, Engine
+from mailwarden.session import Envelope, Session
 
-from .dnsserver import TestDNSServer
+from .dnsserver import TestDNSServer, merge
+from .results import entries
+from .signing import dmarc_zone
 from .test_arc_suite import dns_context, examined
 
 MESSAGE = """\
@@ -44,12 +53,12 @@ def txt(text: str) -> list[tuple[str, object]]:
 
 
 KEYS = {name: _key(1024) for name in ("forwarder", "second")}
-ZONE = {
+ZONE = merge({
     "arc._domainkey.forwarder.test": txt(key_record(KEYS["forwarder"].public_key())),
     "arc._domainkey.second.test": txt(key_record(KEYS["second"].public_key())),
     "arc._domainkey.slow.test": [("TIMEOUT", None)],
     "arc._domainkey.twice.test": [("TXT", "v=DKIM1; p=AAAA"), ("TXT", "v=DKIM1; p=BBBB")],
-}
+}, dmarc_zone("origin.test", "v=DMARC1; p=reject"))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +223,108 @@ def test_hostile_arc_fields_get_a_result_never_an_exception(server: TestDNSServe
     fields = "".join(f"{name}: {'; '.join(parts)}\n" for name, parts in sets)
     result = verify(server, fields + MESSAGE)
     assert result.result in ("none", "fail")
+
+
+CONFIG = """\
+authserv_id = "mx.test"
+trusted_networks = []
+[dns]
+nameservers = ["127.0.0.1:{port}"]
+timeout = 0.5
+[arc]
+trusted_sealers = ["Forwarder.test"]
+{arc}
+[policy]
+dmarc_enforce = true
+"""
+
+
+def engine(server: TestDNSServer, arc: str = "") -> Engine:
+    config = parse(CONFIG.format(port=server.port, arc=arc))
+    return Engine(config, Resolver([server.nameserver()], timeout=0.5))
+
+
+def deliver(engine: Engine, raw: str) -> Edits:
+    """The message through the engine as the milter passes it: a client that is not origin.test, so that
+    SPF cannot align with the author's domain and DMARC fails unless something vouches for the message."""
+    session = Session(ip="192.0.2.1", helo="mail.forwarder.test")
+    engine.connect(session)
+    envelope = Envelope(sender="list-bounces@forwarder.test")
+    engine.mail(session, envelope)
+    engine.rcpt(session, envelope, "carol@dest.test")
+    fields, body = split_message(raw.encode())
+    for name, value in fields:
+        engine.header(envelope, name, value)
+    engine.body(envelope, body)
+    return engine.end(session, envelope)
+
+
+def our_ar(edits: Edits) -> str:
+    return dict(edits.prepended)["Authentication-Results"]
+
+
+def test_a_trusted_forwarders_chain_saves_a_dmarc_fail_and_the_header_says_so(server, tmp_path) -> None:
+    sealed = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    edits = deliver(engine(server), sealed)
+    assert edits.decision.action == "accept"
+    (arc,) = entries(our_ar(edits), "arc")
+    assert (arc.result, arc.comment) == ("pass", "i=1, trusted sealer forwarder.test saw dmarc=pass")
+    (dmarc,) = entries(our_ar(edits), "dmarc")
+    assert (dmarc.result, dmarc.comment) == (
+        "fail", "p=reject sp=reject; not enforced: trusted ARC sealer forwarder.test saw dmarc=pass")
+
+
+@pytest.mark.parametrize(
+    ("by", "aar", "tamper"),
+    [
+        ("second.test", "dmarc=pass", False),  # a sealer we do not trust
+        ("forwarder.test", "dmarc=fail", False),  # trusted, but it did not see DMARC pass
+        ("forwarder.test", "dmarc=pass", True),  # trusted, but the chain no longer verifies
+    ],
+    ids=["untrusted-sealer", "sealer-saw-dmarc-fail", "broken-chain"],
+)
+def test_otherwise_a_dmarc_fail_is_enforced(server, tmp_path, by: str, aar: str, tamper: bool) -> None:
+    sealed = forward(server, MESSAGE, sealer(tmp_path, by), f"mx.{by}; {aar}")
+    edits = deliver(engine(server), sealed.replace("there.", "there!") if tamper else sealed)
+    assert (edits.decision.action, edits.decision.code, edits.decision.xcode) == ("reject", "550", "5.7.1")
+
+
+def test_the_engine_seals_over_its_own_authentication_results(server: TestDNSServer, tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(KEYS["second"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))  # fmt: skip
+    sealing = f'sign = true\ndomain = "second.test"\nselector = "arc"\nkey_file = "{key}"'
+    once = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    edits = deliver(engine(server, sealing), once)
+    names = [name for name, _ in edits.prepended]
+    assert names == ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Received-SPF",
+                     "Authentication-Results"]
+    fields = dict(edits.prepended)
+    assert fields["ARC-Authentication-Results"] == "i=2; " + fields["Authentication-Results"]
+    assert "cv=pass" in fields["ARC-Seal"]
+    leaving = "".join(f"{name}: {value}\n" for name, value in edits.prepended) + once
+    # Downstream, dkimpy's own verifier and ours agree that the chain of two passes.
+    zone = {f"arc._domainkey.{d}.test": key_record(KEYS[d].public_key()).encode() for d in ("forwarder", "second")}
+    cv, _, reason = dkim.arc_verify(leaving.encode(), dnsfunc=lambda name, timeout=5: zone.get(name.decode()[:-1]))
+    assert cv == dkim.CV_Pass, reason
+    result = verify(server, leaving)
+    assert (result.result, result.instances, result.sealer) == ("pass", 2, "second.test")
+
+
+@pytest.mark.parametrize(
+    ("arc", "problem"),
+    [
+        ("sign = true", "arc.key_file: sign = true needs the file of the private key"),
+        ('sign = true\ndomain = "x y"\nselector = "arc"\nkey_file = "/nonexistent"', "arc.domain: 'x y' is not"),
+        ('sign = true\ndomain = "a.test"\nselector = "arc"\nkey_file = "/nonexistent"', "arc.key_file: cannot seal"),
+        ('sealer = "a.test"', "arc.sealer: unknown key"),
+    ],
+)
+def test_an_arc_configuration_that_cannot_work_is_refused(server: TestDNSServer, arc: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        engine(server, arc)
+
+
+def test_trusted_sealers_are_read_as_lower_case_domains(server: TestDNSServer) -> None:
+    check = next(c for c in engine(server).checks if isinstance(c, ArcCheck))
+    assert (check.trusted_sealers, check.sealer) == (frozenset({"forwarder.test"}), None)

@@ -4,7 +4,9 @@ in alignment with it, and what that domain asks receivers to do when it is not. 
 
 Enforcement is per recipient domain, off by default: with `[policy] dmarc_enforce = true` a fail is treated
 as the published policy says (after pct=): reject → 550 5.7.1 at end of data, quarantine → the MTA's hold
-queue. With it off, the result is only written.
+queue. With it off, the result is only written. A fail is not enforced either when a forwarder we trust
+vouches for the message (RFC 8617 §7.2, `[arc] trusted_sealers`): its ARC chain passes, it sealed last and its
+ARC-Authentication-Results says dmarc=pass (checks/arc.py); the fail is still reported, saying so.
 
 - Author domain (§6.6.1): the one From field's one domain; no From, several From fields, addresses in
   several domains or no domain at all → permerror (no DNS asked).
@@ -37,6 +39,7 @@ from publicsuffixlist import PublicSuffixList
 from ..dns import DNSTempError
 from ..headers import comment, pvalue
 from ..sanitise import LIMIT_NAME, clean
+from .arc import ArcResult
 from .base import CheckResult, DnsContext, Reply, Subject
 from .dkim import DkimResult
 from .message import Message, MessageCheck
@@ -87,6 +90,7 @@ class DmarcResult(CheckResult):
     spf_aligned: bool = False  # SPF passed and aligns
     dkim_aligned: bool = False  # a DKIM signature passed and aligns
     disposition: str = "none"  # what a fail asks for after pct=: none | quarantine | reject
+    vouched_by: str = ""  # a fail: the trusted ARC sealer that saw dmarc=pass, so the fail is not enforced
 
     def resinfo(self) -> str:
         """`dmarc=pass (p=reject sp=reject) header.from=example.com`."""
@@ -94,6 +98,8 @@ class DmarcResult(CheckResult):
         note = f"p={record.p} sp={record.sp}" + (f" pct={record.pct}" if record.pct < 100 else "") if record else ""
         if self.result not in ("pass", "fail"):
             note = self.reason
+        if self.vouched_by:
+            note += f"; not enforced: trusted ARC sealer {self.vouched_by} saw dmarc=pass"
         properties = [AuthenticationResultProperty("header", "from", pvalue(clean(self.domain, LIMIT_NAME)))]
         return str(authres.AuthenticationResult(method="dmarc", result=self.result, result_comment=comment(note),
                                                 properties=properties if self.domain else []))  # fmt: skip
@@ -185,14 +191,17 @@ class DmarcCheck(MessageCheck[DmarcResult]):
         sampled = record.pct == 100 or random.random() * 100 < record.pct
         disposition = policy if sampled else _DOWNGRADE[policy]
         reason = f"{domain} publishes p={policy}; neither SPF nor DKIM passed aligned with it"
-        return DmarcResult("dmarc", "fail", reason, disposition=disposition, **common)
+        arc = next((r for r in subject.results.values() if isinstance(r, ArcResult)), None)
+        vouched_by = arc.sealer if arc is not None and arc.vouched else ""
+        return DmarcResult("dmarc", "fail", reason, disposition=disposition, vouched_by=vouched_by, **common)
 
     def failed(self, subject: Subject, reason: str) -> DmarcResult:
         return DmarcResult("dmarc", "temperror", reason)
 
     def action(self, result: DmarcResult, policy: Mapping[str, object]) -> tuple[str, str]:
-        """The published policy, when this recipient domain enforces it."""
-        if policy.get("dmarc_enforce") and result.result == "fail" and result.disposition != "none":
+        """The published policy, when this recipient domain enforces it and no trusted ARC sealer vouches."""
+        enforced = policy.get("dmarc_enforce") and not result.vouched_by
+        if enforced and result.result == "fail" and result.disposition != "none":
             return result.disposition, "dmarc_enforce"
         return "accept", ""
 
