@@ -58,6 +58,7 @@ SEAL_BODY = BodyHash("relaxed", "sha256")  # the body hash a seal's AMS needs
 _AMS = b"arc-message-signature"
 _RELAXED = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _INSTANCE = re.compile(rb"^\s*i\s*=\s*(\d+)\s*;")
+_FOLD_B = re.compile(rb".{72}(?=.)")  # a seal's b= in lines of 72 characters
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,11 @@ class Sealer:
 def _signed(signer: dkim.ARC, tags: list[tuple[bytes, bytes]], covered: list[bytes], name: bytes, key: dict) -> bytes:
     """A signature field's value: tags in name order, b= signed over `covered` and the field itself, then
     folded between tags (relaxed canonicalisation reads each fold as the space it replaced). The fold is a
-    line end and a space, not FOLD's tab: dkimpy finds an AMS by " i=N;" and misses it after a tab."""
-    value = signer.gen_header(tags, covered, _RELAXED, name, key, standardize=True)
-    return b" " + value.rstrip().replace(b"; ", b";\n ")
+    line end and a space, not FOLD's tab: dkimpy finds an AMS by " i=N;" and misses it after a tab.
+
+    The seal's b= is folded too (no signature of ours covers it). The AMS's is not: our seal signs the AMS
+    as it is, and the suite's reference seals sign it unfolded (up to 690 characters, for a 4096-bit key)."""
+    value = signer.gen_header(tags, covered, _RELAXED, name, key, standardize=True).rstrip()
+    if name == b"ARC-Seal":
+        value = re.sub(rb"(?<=; )b=[^;]+", lambda found: _FOLD_B.sub(b"\\g<0>\n ", found[0]), value, count=1)
+    return b" " + value.replace(b"; ", b";\n ")
