@@ -166,6 +166,15 @@ def test_a_key_lookup_that_times_out_fails_but_is_not_sealed_as_failed(server: T
     assert forward(server, sealed, sealer(tmp_path, "second.test"), "mx.second.test; arc=fail") == sealed
 
 
+def test_a_chain_in_a_header_over_1_mib_fails_but_is_not_sealed_as_failed(server, tmp_path) -> None:
+    once = forward(server, MESSAGE, sealer(tmp_path, "forwarder.test"), "mx.forwarder.test; dmarc=pass")
+    huge = once.replace("Subject: hello", "X-Filler: " + "x" * (1024 * 1024) + "\nSubject: hello")
+    result = verify(server, huge)
+    assert (result.result, result.instances, result.unsure) == ("fail", 1, True)
+    assert forward(server, huge, sealer(tmp_path, "second.test"), "mx.second.test; arc=fail") == huge
+    assert verify(server, MESSAGE.replace("Subject", "X-Filler: " + "x" * (1024 * 1024) + "\nSubject")).result == "none"
+
+
 def test_two_key_records_are_no_key(server: TestDNSServer, tmp_path: Path) -> None:
     twice = Sealer("twice.test", "arc", sealer(tmp_path, "forwarder.test").key)
     result = verify(server, forward(server, MESSAGE, twice, "mx.twice.test; dmarc=pass"))

@@ -99,8 +99,8 @@ class ArcCheck(MessageCheck[ArcResult]):
         return [*arc_body_hashes(fields), *([SEAL_BODY] if self.sealer else [])]
 
     def run(self, subject: Message, dns: DnsContext) -> ArcResult:  # type: ignore[override]
-        if subject.truncated:
-            return ArcResult("arc", "fail", "header over 1 MiB: not verified", unsure=True)
+        if subject.truncated and (latest := _latest_instance(subject.fields)):
+            return ArcResult("arc", "fail", "header over 1 MiB: not verified", latest, unsure=True)
         result = verify_chain(subject.fields, subject.digests, dns)
         vouched = result.sealer in self.trusted_sealers and result.sealer_dmarc == "pass"
         return replace(result, vouched=True) if vouched else result
