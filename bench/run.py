@@ -8,15 +8,22 @@ connection. Configurations run interleaved, A F C B D on a unix socket then A F 
 round after round, so that machine noise spreads over all of them:
 
     A  Postfix alone                     F  no-op pymilter answering every callback (bench/noop_milter.py)
-    C  pyspf-milter (spf-engine)         B  mailwarden: iprev + SPF HELO + SPF MAIL FROM + both headers
+    C  pyspf-milter (spf-engine)         B  mailwarden: iprev + SPF HELO + SPF MAIL FROM + DKIM + DMARC
     D  mailwarden, with 20% of the messages (4 of the 20 sessions) DSNs from tests/data/dsn-corpus
+
+`--workload signed` sends every message DKIM-signed (RSA 2048, relaxed/relaxed, a 2 KB body) by the sender's
+domain, which publishes DMARC p=reject, and runs A F B against the signed-mail anchors of bench/anchors.py,
+on unix sockets (the anchors stall on inet ones):
+
+    K  OpenDKIM + OpenDMARC (two milters)  Y  dkimpy-milter
 
 Every configuration gets a fresh milter process and a Postfix restart (Postfix keeps old smtpd processes on
 the old milter after a reload). Each one is warmed up (DNS cache, Postfix processes, the ONNX model), then
 measured with 20 parallel sessions and with 1 session. The clients connect from 127.0.0.1, so mailwarden
 runs with `trusted_networks = []` and the zone answers for 127.0.0.1; that the checks really ran is
-verified from mailwarden's decision log (iprev, HELO and MAIL FROM SPF all "pass" on every message) and,
-for pyspf-milter, from the DNS queries it made. Exits 1 if any message is lost or any configuration fails.
+verified from mailwarden's decision log (iprev, HELO and MAIL FROM SPF all "pass" on every message; DKIM and
+DMARC too for signed mail) and, for the other milters, from the DNS queries they made (none caches). Exits 1
+if any message is lost or any configuration fails.
 """
 
 from __future__ import annotations
@@ -32,10 +39,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
+from bench.anchors import ANCHOR_DNS, anchor
 from bench.lab import (
     DNS_TTL,
     DSN_CORPUS,
     LOOPBACK_CLIENT,
+    Client,
     Endpoint,
     MilterProcess,
     Spread,
@@ -45,8 +56,9 @@ from bench.lab import (
     work_dir,
     zone_for,
 )
-from tests.dnsserver import TestDNSServer, free_port
+from tests.dnsserver import TestDNSServer, free_port, merge
 from tests.postfix import Postfix, wait_for
+from tests.signing import dmarc_zone, key_zone, sign
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -54,14 +66,22 @@ SESSIONS = 20
 DSN_SESSIONS = 4  # of the 20 in configuration D
 RECIPIENT = "bob@sink.bench.test"
 ORDER = "AFCBD"
+SIGNED_ORDER = "AFBKY"
 NAMES = {
     "A": "Postfix alone",
     "F": "no-op pymilter",
     "C": "pyspf-milter",
     "B": "mailwarden",
     "D": "mailwarden + 20% DSNs",
+    "K": "OpenDKIM + OpenDMARC",
+    "Y": "dkimpy-milter",
 }
 PASS_LINE = re.compile(r"^info decision .*iprev=pass spf-helo=pass spf-mailfrom=pass .*action=accept", re.M)
+SIGNED_PASS_LINE = re.compile(r"^info decision .*iprev=pass spf-helo=pass spf-mailfrom=pass dkim=pass .*dmarc=pass "
+                              r".*action=accept", re.M)  # fmt: skip
+# libunbound (OpenDKIM's resolver) answers names under .test itself (NXDOMAIN): signed mail comes from .example.
+SIGNED_CLIENT = Client("127.0.0.1", "client.bench.example", "sender.bench.example")
+SIGNED_BODY = "".join(f"Line {i:02d} of the quarterly report, as  sent by the  sender's MTA.\r\n" for i in range(30))
 
 
 @dataclass(frozen=True)
@@ -72,9 +92,10 @@ class Job:
     messages: int
     sender: str
     message_file: Path | None = None
+    helo: str = LOOPBACK_CLIENT.host
 
     def argv(self, port: int) -> list[str]:
-        argv = [SMTP_SOURCE, "-s", str(self.sessions), "-m", str(self.messages), "-M", LOOPBACK_CLIENT.host,
+        argv = [SMTP_SOURCE, "-s", str(self.sessions), "-m", str(self.messages), "-M", self.helo,
                 "-f", self.sender, "-t", RECIPIENT]  # fmt: skip
         if self.message_file is not None:
             argv += ["-F", str(self.message_file)]
@@ -130,7 +151,15 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.base = work_dir()
-        self.dns = TestDNSServer(zone_for([LOOPBACK_CLIENT]), ttl=DNS_TTL).start()
+        self.client = SIGNED_CLIENT if args.workload == "signed" else LOOPBACK_CLIENT
+        zone = zone_for([self.client])
+        self.signed: Path | None = None
+        self.anchor_dns: TestDNSServer | None = None
+        if args.workload == "signed":
+            domain = self.client.domain
+            zone = merge(zone, key_zone(domain), dmarc_zone(domain, "v=DMARC1; p=reject"))
+            self.anchor_dns = TestDNSServer(zone, ttl=DNS_TTL, host=ANCHOR_DNS, port=53).start()
+        self.dns = TestDNSServer(zone, ttl=DNS_TTL).start()
         self.sink_port = free_port()
         self.sink = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{self.sink_port}", "256"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -141,12 +170,17 @@ class Bench:
         self.postfix.start()
         self.maillog_offset = 0
         self.dsns = dsn_files(DSN_SESSIONS)
+        if args.workload == "signed":
+            self.signed = self.base / "signed.eml"
+            self.signed.write_bytes(signed_message(self.client))
 
     def close(self) -> None:
         self.postfix.stop()
         self.sink.terminate()
         self.sink.wait(10)
         self.dns.stop()
+        if self.anchor_dns is not None:
+            self.anchor_dns.stop()
         if not self.args.keep:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -162,9 +196,9 @@ class Bench:
         return data.decode(errors="replace")
 
     def jobs(self, key: str, sessions: int, messages: int) -> list[Job]:
-        sender = LOOPBACK_CLIENT.sender
+        sender = self.client.sender
         if key != "D":
-            return [Job(sessions, messages, sender)]
+            return [Job(sessions, messages, sender, self.signed, self.client.host)]
         if sessions == 1:  # D's single-session latency is that of a classified DSN
             return [Job(1, messages, "", self.dsns[0])]
         per_dsn = max(1, messages * DSN_SESSIONS // SESSIONS // len(self.dsns))
@@ -193,8 +227,9 @@ class Bench:
 
     def counters(self, milter: MilterProcess | None) -> tuple[float, float, float, int]:
         """CPU seconds of Postfix, of the milter, of this process (the DNS server); DNS queries served."""
-        return (tree_cpu(self.master_pid()), process_cpu(milter.pid) if milter else 0.0, process_cpu(os.getpid()),
-                len(self.dns.queries))  # fmt: skip
+        queries = len(self.dns.queries) + (len(self.anchor_dns.queries) if self.anchor_dns else 0)
+        return (tree_cpu(self.master_pid()), tree_cpu(milter.pid) if milter else 0.0, process_cpu(os.getpid()),
+                queries)  # fmt: skip
 
     def wait_delivered(self, expected: int) -> None:
         """Every accepted message relayed to the sink: none deferred, bounced or left in the queue."""
@@ -221,6 +256,9 @@ class Bench:
         if key == "C":
             argv = [python, "-m", "bench.pyspf_milter", endpoint.milter, str(self.dns.port), str(workdir)]
             return MilterProcess("pyspf-milter", argv, endpoint, workdir).start()
+        if key in "KY":
+            argv, sockets = anchor(key, workdir)
+            return MilterProcess(NAMES[key], argv, sockets, workdir).start()  # type: ignore[arg-type]
         return MilterProcess.mailwarden(endpoint, workdir, self.dns.port).start()
 
     def run_one(self, run: Run) -> None:
@@ -231,7 +269,7 @@ class Bench:
             if run.key != "A":
                 milter = self.start_milter(run.key, Endpoint.make(run.socket, workdir), workdir)
             self.postfix.restart(milter=milter.endpoint.postfix if milter else "")
-            q0 = len(self.dns.queries)
+            q0 = len(self.dns.queries), len(self.anchor_dns.queries) if self.anchor_dns else 0
             warm = self.phase(run.key, SESSIONS, SESSIONS * 5, milter)
             run.load = self.phase(run.key, SESSIONS, self.args.messages, milter)
             run.single = self.phase(run.key, 1, self.args.latency_messages, milter)
@@ -247,30 +285,56 @@ class Bench:
             if milter is not None:
                 milter.stop()
 
-    def verify(self, key: str, milter: MilterProcess, messages: int, queries_before: int) -> dict[str, int]:
+    def verify(self, key: str, milter: MilterProcess, messages: int, queries_before: tuple[int, int]) -> dict[str, int]:
         """Proof that the checks ran on every message, not merely that mail went through."""
         if key in "BD":
             log = milter.log()
-            checks = {"decisions_all_pass": len(PASS_LINE.findall(log)), "bounce_verdicts": log.count("info bounce ")}
+            passing = SIGNED_PASS_LINE if self.signed else PASS_LINE
+            checks = {"decisions_all_pass": len(passing.findall(log)), "bounce_verdicts": log.count("info bounce ")}
             if checks["decisions_all_pass"] != messages:
                 raise RuntimeError(f"{checks['decisions_all_pass']} passing decisions logged for {messages} messages")
             if key == "D" and checks["bounce_verdicts"] == 0:
                 raise RuntimeError("no DSN was classified")
             return checks
         if key == "C":
-            txt = sum(1 for name, qtype in self.dns.queries[queries_before:]
-                      if (name, qtype) == (LOOPBACK_CLIENT.domain, "TXT"))  # fmt: skip
+            txt = sum(1 for name, qtype in self.dns.queries[queries_before[0]:]
+                      if (name, qtype) == (self.client.domain, "TXT"))  # fmt: skip
             if txt < messages:
                 raise RuntimeError(f"pyspf-milter looked up the sender's SPF {txt} times for {messages} messages")
             return {"sender_spf_lookups": txt}
+        if key in "KY" and self.anchor_dns is not None:
+            asked = self.anchor_dns.queries[queries_before[1]:]
+            # OpenDKIM's libunbound caches the key: that it verified is proven by its rejecting what it cannot.
+            name = f"_dmarc.{self.client.domain}" if key == "K" else f"sel._domainkey.{self.client.domain}"
+            wanted = {"dmarc_lookups" if key == "K" else "key_lookups": name}
+            counts = {what: asked.count((name, "TXT")) for what, name in wanted.items()}
+            if min(counts.values()) < messages:
+                raise RuntimeError(f"{NAMES[key]} made {counts} lookups for {messages} messages")
+            return counts
         return {}
 
 
 def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """VmHWM of a milter, summed over its processes (an anchor runs its milters under one shell)."""
+    try:
+        pids = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        pids = [pid]
+    total = 0
+    for each in pids:
+        status = Path(f"/proc/{each}/status")
+        lines = status.read_text().splitlines() if status.exists() else []
+        total += sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:"))
+    return total
+
+
+def signed_message(client: Client) -> bytes:
+    """The signed-mail workload's message: 2 KB, signed by the sender's domain with the tests' 2048-bit key."""
+    sender = client.sender
+    raw = (f"From: Alice <{sender}>\r\nTo: Bob <{RECIPIENT}>\r\nSubject: Quarterly report\r\n"
+           f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <report@{client.domain}>\r\n"
+           f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{SIGNED_BODY}").encode()  # fmt: skip
+    return sign(raw, client.domain)
 
 
 def _run_from_json(item: dict) -> Run:
@@ -278,23 +342,27 @@ def _run_from_json(item: dict) -> Run:
     return Run(**{**item, **phases})
 
 
-def schedule(rounds: int) -> list[Run]:
-    return [Run(r, key, sock) for r in range(1, rounds + 1) for sock in ("unix", "inet") for key in ORDER]
+def schedule(rounds: int, order: str = ORDER) -> list[Run]:
+    return [Run(r, key, sock) for r in range(1, rounds + 1) for sock in ("unix", "inet") for key in order]
+
+
+RATIOS = (("F", "A"), ("B", "A"), ("B", "F"), ("B", "C"), ("D", "B"), ("B", "K"), ("B", "Y"), ("K", "A"), ("Y", "A"))
 
 
 def ratio_rows(runs: list[Run]) -> list[tuple[str, str, Spread]]:
-    """F/A, B/A, B/F, B/C, D/B throughput and latency added over A, per socket kind, each within one half-round."""
+    """F/A, B/A, B/F, B/C, D/B (and for signed mail B/K, B/Y, K/A, Y/A) throughput and latency added over A,
+    per socket kind, each within one half-round."""
     by = {(r.round, r.socket, r.key): r for r in runs if r.load is not None}
     rows = []
     for socket_kind in ("unix", "inet"):
-        for top, bottom in (("F", "A"), ("B", "A"), ("B", "F"), ("B", "C"), ("D", "B")):
+        for top, bottom in RATIOS:
             values = [by[(n, socket_kind, top)].load.rate / by[(n, socket_kind, bottom)].load.rate
                       for n in {r.round for r in runs}
                       if (n, socket_kind, top) in by and (n, socket_kind, bottom) in by]  # fmt: skip
             if values:
                 rows.append((f"{top}/{bottom}", socket_kind, Spread.of(values)))
         rounds = sorted(n for n in {r.round for r in runs} if (n, socket_kind, "A") in by)
-        for key in ("F", "B"):
+        for key in ("F", "B", "K", "Y"):
             base = {n: by[(n, socket_kind, "A")].single.latency for n in rounds}
             added = [by[(n, socket_kind, key)].single.latency - base[n] for n in rounds if (n, socket_kind, key) in by]
             if added:
@@ -306,11 +374,12 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
     ok = [r for r in runs if r.load is not None and not r.error]
     out = [f"Machine: {json.dumps(machine())}",
            f"Command: python -m bench.run --rounds {args.rounds} --messages {args.messages} "
-           f"--latency-messages {args.latency_messages} --only {args.only} --sockets {args.sockets}", "",
+           f"--latency-messages {args.latency_messages} --only {args.only} --sockets {args.sockets} "
+           f"--workload {args.workload}", "",
            "| config | socket | msg/s (20 sessions) | latency 20 sessions ms | latency 1 session ms "
            "| Postfix CPU ms/msg | milter CPU ms/msg | DNS server CPU ms/msg | DNS queries/msg | milter peak RSS MB |",
            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for key in ORDER:
+    for key in dict.fromkeys(ORDER + SIGNED_ORDER):
         for socket_kind in ("unix", "inet") if key != "A" else ("-",):
             group = [r for r in ok if r.key == key and (key == "A" or r.socket == socket_kind)]
             if not group:
@@ -344,19 +413,25 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000, help="messages per 20-session load")
     parser.add_argument("--latency-messages", type=int, default=300, help="messages per 1-session load")
-    parser.add_argument("--only", default=ORDER, help="configurations to run, e.g. AB (default AFCBD)")
+    parser.add_argument("--workload", default="plain", choices=["plain", "signed"],
+                        help="signed: every message DKIM-signed, DMARC p=reject; A F B K Y on unix sockets")
+    parser.add_argument("--only", help="configurations to run, e.g. AB (default AFCBD; signed: AFBKY)")
     parser.add_argument("--sockets", default="unix,inet", choices=["unix,inet", "unix", "inet"],
-                        help="milter socket kinds to run (default both)")  # fmt: skip
+                        help="milter socket kinds to run (default both; signed: unix)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every run's raw figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     parser.add_argument("--report", type=Path, help="print the report of a --json file again, run nothing")
     args = parser.parse_args()
+    order = SIGNED_ORDER if args.workload == "signed" else ORDER
+    args.only = args.only or order
+    if args.workload == "signed":
+        args.sockets = "unix"
     if args.report:
         runs = [_run_from_json(item) for item in json.loads(args.report.read_text())]
         print(report(runs, args))
         return 1 if any(r.error for r in runs) else 0
     bench = Bench(args)
-    runs = [r for r in schedule(args.rounds) if r.key in args.only and r.socket in args.sockets.split(",")]
+    runs = [r for r in schedule(args.rounds, order) if r.key in args.only and r.socket in args.sockets.split(",")]
     try:
         for run in runs:
             bench.run_one(run)

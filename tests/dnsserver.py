@@ -140,21 +140,24 @@ class TestDNSServer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, zone: Zone | None = None, ttl: int = 300) -> None:
+    def __init__(self, zone: Zone | None = None, ttl: int = 300, host: str = "127.0.0.1", port: int = 0) -> None:
+        """`port` 0: a free one (a fixed port, such as 53 for programs that read only /etc/resolv.conf, with
+        a loopback `host` of its own)."""
         self.resolver = ZoneResolver(zone or {}, ttl)
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self._servers = [
-            DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=tcp, handler=_Handler, logger=_Quiet())
+            DNSServer(self.resolver, address=host, port=self.port, tcp=tcp, handler=_Handler, logger=_Quiet())
             for tcp in (False, True)
         ]
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def nameserver(self) -> dns.nameserver.Do53Nameserver:
         """This server as the resolver's plain-DNS nameserver."""
-        return dns.nameserver.Do53Nameserver("127.0.0.1", self.port)
+        return dns.nameserver.Do53Nameserver(self.host, self.port)
 
     def load(self, zone: Zone, ttl: int | None = None) -> None:
         """Serve another zone from now on."""
