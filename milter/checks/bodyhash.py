@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 _NEWLINE = re.compile(rb"\r?\n")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_WSP = re.compile(rb"[\t ]+")
+_WSP = re.compile(rb" [\t ]+|\t[\t ]*")  # white space that is not already one space
 # What may still change with the next chunk: white space a line end would remove, a CR the next LF would end.
 _RELAXED_OPEN = re.compile(rb"[\t ]*\r?\Z")
 _SIMPLE_OPEN = re.compile(rb"\r?\Z")

@@ -57,6 +57,7 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()  # the list the package ships, parsed once (~30 ms)
 
 
+@functools.lru_cache(maxsize=4096)
 def organizational_domain(domain: str) -> str:
     """RFC 7489 §3.2: the public suffix plus one label; a domain that is itself a public suffix is its own."""
     return _suffixes().privatesuffix(domain) or domain
@@ -110,7 +111,13 @@ def author_domain(message: Message) -> tuple[str, str]:
     values = message.values(b"from")
     if len(values) != 1:
         return "", "no From field" if not values else f"{len(values)} From fields"
-    addresses = [address for _, address in getaddresses([values[0].decode("utf-8", "replace")]) if address]
+    return _author(values[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _author(value: bytes) -> tuple[str, str]:
+    """author_domain() of one From field's value (kept: the same authors write again)."""
+    addresses = [address for _, address in getaddresses([value.decode("utf-8", "replace")]) if address]
     if not addresses or any("@" not in a or not a.rpartition("@")[2].strip(" .") for a in addresses):
         return "", "From has an address without a domain" if addresses else "From has no address"
     domains = {a.rpartition("@")[2].strip().rstrip(".").lower() for a in addresses}

@@ -59,7 +59,9 @@ def field_of(name: str, value: str) -> tuple[bytes, bytes]:
     """A header field as the milter passes it (the value verbatim after the colon, folded lines joined by LF
     or CRLF) in the form DKIM hashes it: bytes as they came, CRLF line ends, CRLF at the end."""
     raw = value.encode("utf-8", "surrogateescape")
-    return name.encode("utf-8", "surrogateescape"), _LINE_END.sub(b"\r\n", raw) + b"\r\n"
+    if b"\n" in raw:
+        raw = _LINE_END.sub(b"\r\n", raw)
+    return name.encode("utf-8", "surrogateescape"), raw + b"\r\n"
 
 
 class MessageReader:
