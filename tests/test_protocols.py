@@ -40,3 +40,15 @@ def test_an_mta_without_no_reply_stages_gets_an_answer_at_every_stage():
     milter.negotiate(options)
     assert milter.connect("client.test", 4, ("192.0.2.1", 25)) == Milter.CONTINUE
     assert milter.hello("client.test") == Milter.CONTINUE
+
+
+def test_header_values_are_asked_for_verbatim_when_the_mta_offers_it():
+    """P_HDR_LEADSPC: DKIM's simple canonicalisation hashes the white space after the colon, which the MTA
+    otherwise cuts; our own fields then carry their leading space themselves."""
+    for config in (UNIX, POSTFIX_TCP, SENDMAIL_TCP):
+        milter = make(config)
+        options = [0x1FF, NO_REPLY | Milter.P_SKIP | Milter.P_HDR_LEADSPC, 0, 0]
+        milter.negotiate(options)
+        assert options[1] & Milter.P_HDR_LEADSPC
+    _, protocol = negotiated(make(UNIX))  # not offered: not asked for
+    assert not protocol & Milter.P_HDR_LEADSPC
