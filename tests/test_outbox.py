@@ -154,8 +154,9 @@ def test_amqp_credentials_never_reach_the_log(rabbitmq, store, caplog):
             publisher.halt()
             publisher.join()
     (down,) = logged(caplog, "sink-down")
-    assert "guest:***@" in down["target"] and "ACCESS_REFUSED" in down["error"] or "Authentication" in down["error"]
-    assert "s3cr" not in caplog.text and "s3cr@t" not in caplog.text
+    assert "guest:***@" in down["target"] and "ACCESS_REFUSED" in down["error"]
+    written = repr([(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records])  # every line, every field
+    assert "s3cr" not in written
     assert store.backlog("amqp")[0] == 1  # still waiting
 
 
