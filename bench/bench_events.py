@@ -1,12 +1,12 @@
 """What the bounce-event path costs per bounce (not a test): the recorder with a store against one without.
 
-    .venv/bin/python -m bench.bench_events [--bounces 2000] [--rounds 5]
+    .venv/bin/python -m bench.bench_events [--bounces 2000] [--rounds 5] [--amqp-url private]
 
 The bounces are D's of bench/run.py (four real DSNs from four MTAs), classified once. Each round times
 Recorder.apply on them in turn, the way the engine calls it at end of message: without a store (the review split
 only, what mailwarden did before issue 13), and with a store on disk (events, suppression standings and review
-items committed in one WAL transaction) while the outbox threads are not running, then with an AMQP outbox
-thread draining the store to a broker when --amqp-url is given. The difference is the event path's cost.
+items committed in one WAL transaction, SQLite's checkpoints included), then with an AMQP outbox thread
+draining the store to a broker too when --amqp-url is given. The difference is the event path's cost.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mailwarden.outbox import SinkWorker
 from mailwarden.recorder import Recorder
 from mailwarden.review import Review
 from mailwarden.store import Store
+from tests.rabbitmq import RabbitMQ
 
 
 def per_bounce_us(recorder: Recorder, bounces: list[tuple[bytes, tuple]], count: int, model: str) -> float:
@@ -40,8 +41,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bounces", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--amqp-url", default="", help="also time it with an outbox thread publishing to this broker")
+    parser.add_argument("--amqp-url", default="", help="also time it with an outbox thread publishing to this broker "
+                        '("private": a RabbitMQ of its own on loopback, as the tests start one)')  # fmt: skip
     args = parser.parse_args()
+    broker = None
+    if args.amqp_url == "private":
+        broker = RabbitMQ(Path(tempfile.mkdtemp(prefix="mailwarden-bench-rabbitmq-", dir="/var/tmp"))).start()
+        args.amqp_url = broker.url
+    try:
+        measure(args)
+    finally:
+        if broker is not None:
+            broker.destroy()
+
+
+def measure(args: argparse.Namespace) -> None:
     classifier = BounceClassifier.load()
     bounces = []
     for path in dsn_files(DSN_SESSIONS):
@@ -56,13 +70,13 @@ def main() -> None:
         worker = None
         if args.amqp_url:
             worker = SinkWorker(store.path, AmqpSink(args.amqp_url, "mailwarden-bench"))
+        review = Review(0.3)
         for _ in range(args.rounds):
-            review = Review(0.3)
             results["no store"].append(per_bounce_us(Recorder(review, None), bounces, args.bounces, "m"))
             results["store"].append(per_bounce_us(Recorder(review, store), bounces, args.bounces, "m"))
-            if worker is not None:
-                if not worker._thread.is_alive():
-                    worker.start()
+        if worker is not None:  # publishing while bounces come in: its thread competes for the GIL and the store
+            worker.start()
+            for _ in range(args.rounds):
                 results["store + amqp outbox"].append(per_bounce_us(Recorder(review, store), bounces, args.bounces,
                                                                     "m"))  # fmt: skip
         if worker is not None:
