@@ -42,6 +42,14 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not followed: urllib would carry the Authorization header to wherever it points
+    (and turn the POST into a GET). It refuses the event like any other 3xx/4xx, and the log says where."""
+
+    def redirect_request(self, *args: object) -> None:
+        return None
+
+
 class WebhookSink:
     name = "webhook"
 
@@ -59,7 +67,7 @@ class WebhookSink:
         context = ssl.create_default_context()
         if ca_file:
             context.load_verify_locations(ca_file)
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect())
 
     def send(self, events: list[Event]) -> Sent:
         refused = 0

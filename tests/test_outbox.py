@@ -214,10 +214,10 @@ def test_a_webhook_that_fails_or_hangs_gets_the_events_later_in_order(store, rec
     assert "HTTP 500" in logged(caplog, "sink-down")[0]["error"]
 
 
-def test_a_webhook_refusal_skips_that_event_and_counts_it(store, receiver, test_ca, caplog):
-    receiver.behaviour.statuses = [400]
+def test_a_webhook_refusal_or_redirect_skips_that_event_and_counts_it(store, receiver, test_ca, caplog):
+    receiver.behaviour.statuses = [400, 302]  # a redirect is not followed: it could carry the credentials away
     failed = metrics.EVENTS_FAILED.labels("webhook")._value.get()
-    sent = [event("bad@far.example"), event("good@far.example")]
+    sent = [event("bad@far.example"), event("moved@far.example"), event("good@far.example")]
     with caplog.at_level(logging.INFO):
         publisher = worker(store, WebhookSink(receiver.url(host="localhost"), ca_file=str(test_ca.pem), timeout=2))
         try:
@@ -228,8 +228,10 @@ def test_a_webhook_refusal_skips_that_event_and_counts_it(store, receiver, test_
             publisher.halt()
             publisher.join()
     assert [r.json["email"] for r in receiver.received] == ["good@far.example"]
-    assert [f["event_id"] for f in logged(caplog, "webhook-refused")] == [sent[0].id]
-    assert metrics.EVENTS_FAILED.labels("webhook")._value.get() == failed + 1
+    assert [(f["event_id"], f["status"]) for f in logged(caplog, "webhook-refused")] == [(sent[0].id, 400),
+                                                                                         (sent[1].id, 302)]
+    assert receiver.attempts == 3  # nothing followed the redirect
+    assert metrics.EVENTS_FAILED.labels("webhook")._value.get() == failed + 2
     assert logged(caplog, "sink-down") == []
 
 

@@ -52,6 +52,8 @@ class WebhookReceiver:
                 if 200 <= status < 300:
                     receiver.received.append(Received(self.path, dict(self.headers), body))
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
