@@ -14,8 +14,9 @@ from dataclasses import asdict
 import pika
 import pytest
 
-from mailwarden import metrics, outbox
+from mailwarden import daemon, metrics, outbox
 from mailwarden.amqp import AmqpSink
+from mailwarden.config import load
 from mailwarden.events import Event
 from mailwarden.outbox import SinkWorker
 from mailwarden.store import Store
@@ -247,3 +248,28 @@ def test_a_webhook_certificate_from_an_unknown_ca_is_refused(store, receiver, ca
             publisher.join()
     assert "CERTIFICATE_VERIFY_FAILED" in logged(caplog, "sink-down")[0]["error"]
     assert receiver.attempts == 0 and store.backlog("webhook")[0] == 1
+
+
+def test_a_reload_that_changes_the_webhook_sends_the_next_events_to_the_new_one(tmp_path, monkeypatch):
+    old, new = WebhookReceiver().start(), WebhookReceiver().start()
+    path = tmp_path / "mailwarden.toml"
+    config = '[bounce]\nenabled = false\n[events]\nstore = "{store}"\nwebhook_url = "{url}"\n'
+    path.write_text(config.format(store=tmp_path / "events.sqlite", url=old.url()))
+    served = daemon.Daemon(load(path), str(path))
+    served.events.start()
+    store = Store(tmp_path / "events.sqlite")
+    try:
+        store.record([event("first@far.example")], [])
+        outbox.notify()
+        wait_for(lambda: len(old.received) == 1, 20, "the first event at the old webhook")
+        path.write_text(config.format(store=tmp_path / "events.sqlite", url=new.url()))
+        served.reload()
+        store.record([event("second@far.example")], [])
+        outbox.notify()
+        wait_for(lambda: len(new.received) == 1, 20, "the second event at the new webhook")
+    finally:
+        served.events.stop()
+        old.stop()
+        new.stop()
+    assert [r.json["email"] for r in old.received] == ["first@far.example"]
+    assert [r.json["email"] for r in new.received] == ["second@far.example"]
