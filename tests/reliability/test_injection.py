@@ -85,7 +85,7 @@ def test_hostile_helo_is_sanitised_in_single_well_formed_fields(stack, helo):
     assert (word, list(pairs)) == ("pass", OUR_KEYS)
     assert pairs["helo"] == expected
     parsed = parse_ar(ar)
-    assert [r.method for r in parsed.results] == ["iprev", "spf", "spf", "dkim", "dmarc"]
+    assert [r.method for r in parsed.results] == ["iprev", "spf", "spf", "dkim", "arc", "dmarc"]
     assert results_by_key(parsed)["smtp.helo"] == ("none", expected)
 
 
