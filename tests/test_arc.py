@@ -11,7 +11,7 @@ from pathlib import Path
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -208,16 +208,19 @@ HM1qyEKdPRjqSdw+3PtdgV6Yk0CB4YqzI9MWO+cQCg==
 """  # 512 bits, PKCS#1: the cryptography package will not make one this small
 
 
+EC_KEY = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("not a key", "not an RSA private key"), (None, "512-bit key")],  # None: SMALL_KEY
+    [("not a key", "not an RSA private key"), (SMALL_KEY, "512-bit key"), (EC_KEY, r"\(a .*EllipticCurve")],
+    ids=["not-a-key", "512-bits", "not-rsa"],
 )
-def test_a_sealing_key_that_cannot_be_used_is_refused(tmp_path: Path, content: str | None, problem: str) -> None:
+def test_a_sealing_key_that_cannot_be_used_is_refused(tmp_path: Path, content: str, problem: str) -> None:
     path = tmp_path / "key.pem"
-    if content is None:
-        path.write_text(SMALL_KEY)
-    else:
-        path.write_text(content)
+    path.write_text(content)
     with pytest.raises(ValueError, match=problem):
         Sealer.load("forwarder.test", "arc", str(path))
 
