@@ -215,7 +215,7 @@ EC_KEY = ec.generate_private_key(ec.SECP256R1()).private_bytes(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("not a key", "not an RSA private key"), (SMALL_KEY, "512-bit key"), (EC_KEY, r"\(a .*EllipticCurve")],
+    [("not a key", "not an RSA private key"), (SMALL_KEY, "512-bit key"), (EC_KEY, "not an RSA private key")],
     ids=["not-a-key", "512-bits", "not-rsa"],
 )
 def test_a_sealing_key_that_cannot_be_used_is_refused(tmp_path: Path, content: str, problem: str) -> None:
