@@ -19,7 +19,7 @@ from mailwarden.checks.base import CheckResult
 from mailwarden.checks.iprev import IprevResult
 from mailwarden.checks.spf import SpfResult, received_spf
 from mailwarden.classifier import BounceClassifier, header_value
-from mailwarden.config import ACTIONS, Config, ConfigError, parse, policy_keys
+from mailwarden.config import ACTIONS, Config, ConfigError, parse, policy_keys, policy_options
 from mailwarden.headers import (
     LIMIT_ADDRESS,
     LIMIT_NAME,
@@ -253,8 +253,10 @@ def assert_config_or_config_error(text: str) -> None:
         assert str(exc).startswith("fuzz.toml: invalid configuration:")
         return
     assert isinstance(config, Config)
-    assert set(config.policy) == set(policy_keys()) and set(config.policy.values()) <= set(ACTIONS)
-    assert all(set(p.values()) <= set(ACTIONS) for p in config.domains.values())
+    assert set(config.policy) == {*policy_keys(), *policy_options()}
+    for policy in (config.policy, *config.domains.values()):
+        assert {policy[key] for key in policy_keys()} <= set(ACTIONS)
+        assert all(isinstance(policy[key], bool) for key in policy_options())
     assert 0.01 <= config.dns.timeout <= 60 and 0.01 <= config.dns.budget <= 300
 
 
