@@ -72,6 +72,12 @@ def milter_sockets(base: Path, kind: str = "unix") -> tuple[str, str]:
     return f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
 
 
+def message_check_config(dns: TestDNSServer, budget: float = 3.0) -> str:
+    """The configuration of in-process message-check tests: no bounce labelling, only the given DNS server."""
+    return (f'authserv_id = "mx.test"\ntrusted_networks = []\n[bounce]\nenabled = false\n'
+            f'[dns]\nnameservers = ["{dns.address}"]\ntimeout = 0.5\nbudget = {budget}\n')
+
+
 def daemon_config(base: Path, dns_server: TestDNSServer, socket: str | None = None, mta: str = "postfix") -> str:
     """The e2e daemon configuration, with fresh ports, for a stack rooted at `base` (unix socket by default)."""
     return DAEMON_CONFIG.format(socket=socket or milter_sockets(base)[0], mta=mta, authserv_id=AUTHSERV_ID,

@@ -16,7 +16,7 @@ from mailwarden.cli import check_report
 from mailwarden.config import parse
 from mailwarden.engine import Engine
 
-from .conftest import GOOD_IP, ZONE
+from .conftest import GOOD_IP, ZONE, message_check_config
 from .dnsserver import TestDNSServer, merge
 from .results import Entry, entries
 from .signing import (
@@ -68,8 +68,7 @@ def dkim_dns():
 
 @pytest.fixture(scope="module")
 def engine(dkim_dns):
-    return Engine.from_config(parse(f'authserv_id = "mx.test"\ntrusted_networks = []\n[bounce]\nenabled = false\n'
-                                    f'[dns]\nnameservers = ["{dkim_dns.address}"]\ntimeout = 0.5\nbudget = 3.0\n'))
+    return Engine.from_config(parse(message_check_config(dkim_dns)))
 
 
 def check(engine, raw: bytes) -> dict:

@@ -14,7 +14,7 @@ from mailwarden.cli import check_report
 from mailwarden.config import parse
 from mailwarden.engine import Engine
 
-from .conftest import GOOD_IP, ZONE
+from .conftest import GOOD_IP, ZONE, message_check_config
 from .dnsserver import TestDNSServer, merge
 from .results import entries
 from .signing import dmarc_zone, key_zone, message, sign
@@ -49,8 +49,7 @@ def dmarc_dns():
 
 @pytest.fixture(scope="module")
 def engine(dmarc_dns):
-    return Engine.from_config(parse(f'authserv_id = "mx.test"\ntrusted_networks = []\n[bounce]\nenabled = false\n'
-                                    f'[dns]\nnameservers = ["{dmarc_dns.address}"]\ntimeout = 0.5\nbudget = 3.0\n'))
+    return Engine.from_config(parse(message_check_config(dmarc_dns)))
 
 
 def dmarc(engine, author: str, sender: str = "alice@good.test", signer: str = "", fields: bytes = b"") -> dict:

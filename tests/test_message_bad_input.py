@@ -15,7 +15,7 @@ from mailwarden.daemon import Gate
 from mailwarden.engine import Engine
 from mailwarden.protocols import milter_class
 
-from .conftest import GOOD_IP, ZONE
+from .conftest import GOOD_IP, ZONE, message_check_config
 from .dnsserver import TestDNSServer, merge
 from .results import entries
 from .signing import RSA_1024, RSA_1024_RECORD, dmarc_zone, key_zone, message, sign
@@ -49,8 +49,7 @@ def bad_dns():
 
 @pytest.fixture
 def milter(bad_dns):
-    config = parse(f'authserv_id = "mx.test"\ntrusted_networks = []\n[bounce]\nenabled = false\n'
-                   f'[dns]\nnameservers = ["{bad_dns.address}"]\ntimeout = 0.5\nbudget = 2.0\n')  # fmt: skip
+    config = parse(message_check_config(bad_dns, budget=2.0))
     milter = milter_class(config)(Engine.from_config(config), Gate())
     milter._ctx = Quarantining()
     options = [0x1FF, NO_REPLY | Milter.P_SKIP | Milter.P_HDR_LEADSPC | sum(NO.values()), 0, 0]
