@@ -58,8 +58,12 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with its password replaced by "***": what may be logged."""
-    parts = urlsplit(url)
+    """The URL with its password replaced by "***": what may be logged. One urlsplit refuses keeps only its
+    scheme: whatever follows may hold a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{url.partition('://')[0]}://***"
     if parts.password is None:
         return url
     netloc = parts.netloc.rpartition("@")
@@ -81,6 +85,15 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def scheme_and_host(url: str) -> tuple[str | None, str | None]:
+    """A URL's scheme and host name; (None, None) for one urlsplit refuses (a bad port, an unclosed bracket)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname
+    except ValueError:
+        return None, None
+
+
 def sink_problems(settings: dict[str, str]) -> dict[str, str]:
     """The problem with each [events] string setting that has one (by key)."""
     problems = {}
@@ -88,19 +101,13 @@ def sink_problems(settings: dict[str, str]) -> dict[str, str]:
     if store and not store.startswith("/"):
         problems["store"] = f'{store!r} is not an absolute path (or "" for no store)'
     amqp = settings["amqp_url"]
-    try:
-        scheme, host = urlsplit(amqp).scheme, urlsplit(amqp).hostname
-    except ValueError:
-        scheme = host = None
+    scheme, host = scheme_and_host(amqp)
     if amqp and (scheme not in AMQP_SCHEMES or not host):
         problems["amqp_url"] = f"{redacted(amqp)!r} is not amqp://[user:password@]host[:port][/vhost] (or amqps://)"
     if not _EXCHANGE.match(settings["amqp_exchange"]):
         problems["amqp_exchange"] = f"{settings['amqp_exchange']!r} is not an exchange name"
     webhook = settings["webhook_url"]
-    try:
-        scheme, host = urlsplit(webhook).scheme, urlsplit(webhook).hostname
-    except ValueError:
-        scheme = host = None
+    scheme, host = scheme_and_host(webhook)
     if webhook and not (host and (scheme == "https" or (scheme == "http" and is_loopback(host)))):
         problems["webhook_url"] = f"{redacted(webhook)!r} is not an https:// URL (http:// only to a loopback address)"
     if settings["webhook_ca_file"] and (problem := tls_ca_problem(settings["webhook_ca_file"])):

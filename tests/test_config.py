@@ -91,3 +91,10 @@ def test_review_threshold_and_store_are_read_and_checked():
     assert problems[0].startswith("line 2: bounce.review_below: 1.5 is out of range [0, 1]")
     assert problems[1].startswith("line 4: events.store: 'events.sqlite' is not an absolute path")
     assert problems[2].startswith("line 5: events.retention: unknown key")
+
+
+def test_an_unparsable_broker_url_is_a_config_problem_that_never_shows_its_password():
+    with pytest.raises(ConfigError) as info:
+        parse('[events]\nstore = "/var/lib/mailwarden/events.sqlite"\namqp_url = "amqp://u:s3cret@[::1"\n')
+    (problem,) = info.value.problems
+    assert "events.amqp_url" in problem and "s3cret" not in problem
