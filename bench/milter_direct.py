@@ -38,6 +38,7 @@ from miltertest import codec
 from miltertest import constants as smfi
 
 from bench.lab import (
+    AUTHSERV_ID,
     DNS_TTL,
     Client,
     Endpoint,
@@ -50,12 +51,14 @@ from bench.lab import (
     work_dir,
     zone_for,
 )
+from bench.run import RECIPIENT, SIGNED_CLIENT, signed_message
 from mailwarden.config import BounceConfig, parse
 from mailwarden.engine import Engine
 from mailwarden.log import logger, setup
 from mailwarden.policy import ACCEPT
 from mailwarden.session import Envelope, Session
-from tests.dnsserver import TestDNSServer
+from tests.dnsserver import TestDNSServer, merge
+from tests.signing import dmarc_zone, key_zone
 
 CACHED_CLIENTS = 50
 TIMEOUT = 30.0  # seconds for one reply; libmilter or DNS trouble shows up as an error, not a hang
@@ -82,6 +85,30 @@ MODIFICATIONS = {smfi.SMFIR_ADDHEADER, smfi.SMFIR_INSHEADER, smfi.SMFIR_CHGHEADE
 
 # Replies other than continue that a clean message may get: accept at end of message, skip the rest of the body.
 FINE = {(smfi.SMFIC_BODYEOB, smfi.SMFIR_ACCEPT), (smfi.SMFIC_BODY, smfi.SMFIR_SKIP)}
+
+
+@dataclass(frozen=True)
+class SignedMessage:
+    """bench/run.py's signed message as Postfix passes it to a milter: its header fields with P_HDR_LEADSPC (the
+    value verbatim after the colon, folded lines joined by LF, no final line end), Postfix's own Received on
+    top, and the body."""
+
+    fields: list[tuple[str, str]]
+    body: str
+
+    @classmethod
+    def make(cls, client: Client) -> SignedMessage:
+        head, _, body = signed_message(client).partition(b"\r\n\r\n")
+        received = (f" from {client.host} ({client.host} [{client.ip}])\n\tby {AUTHSERV_ID} (Postfix) with ESMTP id "
+                    f"4ABCDEF0123\n\tfor <{RECIPIENT}>; Mon,  1 Jan 2024 00:00:00 +0000 (UTC)")
+        fields = [("Received", received)]
+        for line in head.decode().split("\r\n"):
+            if line[:1] in (" ", "\t"):
+                fields[-1] = (fields[-1][0], fields[-1][1] + "\n" + line)
+            else:
+                name, _, value = line.partition(":")
+                fields.append((name, value))
+        return cls(fields, body.decode())
 
 
 class ProtocolError(Exception):
@@ -150,7 +177,7 @@ class Conversation:
         if reply != smfi.SMFIR_CONTINUE and (cmd, reply) not in FINE:
             raise ProtocolError(f"{NAMES.get(cmd, cmd)} answered {reply!r}")
 
-    async def message(self, client: Client, number: int) -> None:
+    async def message(self, client: Client, number: int, signed: SignedMessage | None = None) -> None:
         await self.negotiate()
         self.macros("C", j="mx.bench.test", _=f"{client.host} [{client.ip}]", **{"{daemon_name}": "smtpd"})
         await self.call(smfi.SMFIC_CONNECT, hostname=client.host, family=smfi.SMFIA_INET, port=40000 + number % 20000,
@@ -162,11 +189,16 @@ class Conversation:
         await self.call(smfi.SMFIC_RCPT, args=["<bob@example.org>"])
         self.macros("T", i=f"Q{number:010X}")
         await self.call(smfi.SMFIC_DATA)
-        for name, value in HEADERS:
-            await self.call(smfi.SMFIC_HEADER, name=name, value=value.format(sender=client.sender, n=number,
-                                                                            host=client.host))  # fmt: skip
+        if signed is not None:
+            leading = bool(self.protocol & smfi.SMFIP_HDR_LEADSPC)  # else Postfix cuts the space after the colon
+            for name, value in signed.fields:
+                await self.call(smfi.SMFIC_HEADER, name=name, value=value if leading else value.removeprefix(" "))
+        else:
+            for name, value in HEADERS:
+                await self.call(smfi.SMFIC_HEADER, name=name, value=value.format(sender=client.sender, n=number,
+                                                                                host=client.host))  # fmt: skip
         await self.call(smfi.SMFIC_EOH)
-        await self.call(smfi.SMFIC_BODY, buf=BODY)
+        await self.call(smfi.SMFIC_BODY, buf=signed.body if signed is not None else BODY)
         await self.call(smfi.SMFIC_BODYEOB)
         self.writer.write(codec.encode_msg(smfi.SMFIC_QUIT))
         await self.writer.drain()
@@ -180,12 +212,13 @@ async def open_milter(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio
     return await asyncio.open_connection("127.0.0.1", endpoint.port)
 
 
-async def one_session(endpoint: Endpoint, client: Client, number: int, tally: Tally) -> None:
+async def one_session(endpoint: Endpoint, client: Client, number: int, tally: Tally,
+                      signed: SignedMessage | None = None) -> None:
     start = time.perf_counter()
     writer = None
     try:
         reader, writer = await asyncio.wait_for(open_milter(endpoint), TIMEOUT)
-        await Conversation(reader, writer, tally).message(client, number)
+        await Conversation(reader, writer, tally).message(client, number, signed)
         tally.sessions.append(time.perf_counter() - start)
     except (OSError, TimeoutError, ProtocolError, codec.MilterProtoError) as exc:
         tally.errors.append(f"session {number} ({client.ip}): {type(exc).__name__}: {exc}")
@@ -194,14 +227,15 @@ async def one_session(endpoint: Endpoint, client: Client, number: int, tally: Ta
             writer.close()
 
 
-async def load(endpoint: Endpoint, clients: list[Client], concurrency: int) -> tuple[Tally, float]:
+async def load(endpoint: Endpoint, clients: list[Client], concurrency: int,
+               signed: SignedMessage | None = None) -> tuple[Tally, float]:
     """Every client once, `concurrency` sessions in flight at any time; returns the tally and the wall time."""
     tally = Tally()
     queue = iter(enumerate(clients))
 
     async def worker() -> None:
         for number, client in queue:
-            await one_session(endpoint, client, number, tally)
+            await one_session(endpoint, client, number, tally, signed)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -250,7 +284,14 @@ class DirectBench:
         fresh = args.messages * len(args.concurrency) * args.rounds
         self.clients = synthetic_clients(CACHED_CLIENTS + fresh)
         self.cached, self.fresh = self.clients[:CACHED_CLIENTS], iter(self.clients[CACHED_CLIENTS:])
-        self.dns = TestDNSServer(zone_for(self.clients, shared_include=False), ttl=DNS_TTL).start()
+        zone = zone_for(self.clients, shared_include=False)
+        self.signed: SignedMessage | None = None
+        if args.workload == "signed":  # bench/run.py's signed workload: one client, DNS cached, as through Postfix
+            client = SIGNED_CLIENT
+            self.cached = [client]
+            zone = merge(zone_for([client]), key_zone(client.domain), dmarc_zone(client.domain, "v=DMARC1; p=reject"))
+            self.signed = SignedMessage.make(client)
+        self.dns = TestDNSServer(zone, ttl=DNS_TTL).start()
         endpoint = self.endpoint = Endpoint.make(args.socket, self.base)
         if args.milter == "noop":
             argv = [sys.executable, "-m", "bench.noop_milter", endpoint.milter]
@@ -267,13 +308,13 @@ class DirectBench:
     def measure(self, mode: str, concurrency: int, profile: Path | None = None) -> Result:
         if mode == "cached":
             # Each cached client once more first: an uncached load before may have evicted them (LRU cache).
-            asyncio.run(load(self.endpoint, self.cached, 1))
-            clients = [self.cached[i % CACHED_CLIENTS] for i in range(self.args.messages)]
+            asyncio.run(load(self.endpoint, self.cached, 1, self.signed))
+            clients = [self.cached[i % len(self.cached)] for i in range(self.args.messages)]
         else:
             clients = [next(self.fresh) for _ in range(self.args.messages)]
         cpu, queries = process_cpu(self.milter.pid), len(self.dns.queries)
         spy = self.start_profile(profile) if profile else None
-        tally, wall = asyncio.run(load(self.endpoint, clients, concurrency))
+        tally, wall = asyncio.run(load(self.endpoint, clients, concurrency, self.signed))
         if spy is not None:
             spy.send_signal(2)  # py-spy writes its output on SIGINT
             spy.wait(60)
@@ -375,6 +416,8 @@ def main() -> int:
         default="mailwarden",
         help="noop: bench/noop_milter.py, pymilter's own cost for the same conversation",
     )
+    parser.add_argument("--workload", choices=("plain", "signed"), default="plain",
+                        help="signed: bench/run.py's DKIM-signed message from one client, cached DNS only")
     parser.add_argument("--profile", type=Path, help="py-spy the 20-session cached load, keep stacks here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (config, daemon log)")
     args = parser.parse_args()
@@ -382,15 +425,17 @@ def main() -> int:
     results = []
     try:
         bench.measure("cached", 1)  # warm-up: code paths, libmilter threads, first DNS
+        modes = ("cached",) if args.workload == "signed" else ("cached", "uncached")
         for _ in range(args.rounds):
             for concurrency in args.concurrency:
-                for mode in ("cached", "uncached"):
+                for mode in modes:
                     profile = args.profile if (args.profile and mode == "cached" and concurrency == 20) else None
                     result = bench.measure(mode, concurrency, profile)
                     results.append(result)
                     print(result.line(), file=sys.stderr, flush=True)
         alive = bench.milter.alive()
-        engine_table = engine_costs(bench.dns.port, bench.cached, 20) if args.milter == "mailwarden" else ""
+        plain = args.milter == "mailwarden" and args.workload == "plain"
+        engine_table = engine_costs(bench.dns.port, bench.cached, 20) if plain else ""
     finally:
         bench.close()
     print(f"Machine: {machine()}  load average {os.getloadavg()[0]:.1f}")
