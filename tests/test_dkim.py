@@ -58,6 +58,8 @@ ZONE_DKIM = merge(
     {"slow._domainkey.good.test": [("TIMEOUT", None)], "broken._domainkey.good.test": [("SERVFAIL", None)]},
 )
 
+ZONE_DKIM_TXT = {"sel._domainkey.good.test": "".join(ZONE_DKIM["sel._domainkey.good.test"][0][1]).encode()}
+
 
 @pytest.fixture(scope="module")
 def dkim_dns():
@@ -122,6 +124,18 @@ def test_a_changed_body_or_signed_field_fails_and_dkimpy_agrees(engine):
         (entry,) = dkim_entries(check(engine, tampered))
         assert (entry.result, entry.comment) == ("fail", reason)
         assert not dkim.verify(tampered, dnsfunc=lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("canonicalize", [(b"simple", b"simple"), (b"relaxed", b"relaxed")],
+                         ids=lambda c: b"/".join(c).decode())  # fmt: skip
+def test_a_signature_over_two_instances_of_a_field_passes(engine, canonicalize):
+    """h=x-tag:x-tag signs both X-Tag fields, the lower one first (RFC 6376 §5.4.2). The fields selected for
+    the signature were once selected again from that selection, which reversed the pair: fail."""
+    raw = message("alice@good.test", headers="X-Tag: one\r\nX-Tag: two\r\n")
+    twice = [b"from", b"x-tag", b"x-tag", b"subject"]
+    signed = sign(raw, "good.test", include_headers=twice, canonicalize=canonicalize)
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: ZONE_DKIM_TXT[name.decode().rstrip(".")])
+    assert dkim_of(engine, signed) == [("pass", "good.test", "sel")]
 
 
 def test_a_body_length_limit_lets_text_appended_below_it_pass(engine):
