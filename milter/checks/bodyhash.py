@@ -21,14 +21,22 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 _NEWLINE = re.compile(rb"\r?\n")
-_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_WSP = re.compile(rb" [\t ]+|\t[\t ]*")  # white space that is not already one space
 # What may still change with the next chunk: white space a line end would remove, a CR the next LF would end.
 _RELAXED_OPEN = re.compile(rb"[\t ]*\r?\Z")
 _SIMPLE_OPEN = re.compile(rb"\r?\Z")
 _BLANK_BLOCK = 32768  # blank lines written at once when a run of them turns out to be inside the body
 CANONICALISATIONS = ("simple", "relaxed")
 HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+
+
+def _compress(data: bytes) -> bytes:
+    """Every run of SP and HTAB one SP (relaxed body canonicalisation, RFC 6376 §3.4.4), by bytes.replace: a
+    regular expression tries a match at each space of the text (2 KB of prose: ~18 us; this: ~1 us)."""
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    while b"  " in data:  # halves every run: log2 of the longest run's length passes
+        data = data.replace(b"  ", b" ")
+    return data
 
 
 class BodyHash(NamedTuple):
@@ -88,7 +96,7 @@ class _Canonical:
             self.lines(data[:end])
             data = data[end:]
         if self.relaxed:
-            data = _WSP.sub(b" ", data)
+            data = _compress(data)
         tail = data[-2:]  # what stays open is at most 2 octets (white space is one space by now)
         keep = len(data) - len(tail) + (_RELAXED_OPEN if self.relaxed else _SIMPLE_OPEN).search(tail).start()  # type: ignore[union-attr]
         if keep:
@@ -101,8 +109,8 @@ class _Canonical:
         """Complete lines: written, except the CRLFs of trailing blank lines, which are counted."""
         if data.count(b"\n") != data.count(b"\r\n"):  # bare LFs (a file; the MTA sends CRLF)
             data = _NEWLINE.sub(b"\r\n", data)
-        if self.relaxed:
-            data = _WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", data))
+        if self.relaxed:  # white space at a line end is now one SP at most: it goes
+            data = _compress(data).replace(b" \r\n", b"\r\n")
         # Every LF now follows a CR: the run of CRLF pairs at the end starts after the last "\r\r" in the run
         # of CR and LF octets that ends the data (a CR before it is text of the last line).
         tail = data[len(data.rstrip(b"\r\n")) :]
