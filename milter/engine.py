@@ -199,11 +199,12 @@ class Engine:
             return ACCEPT, None
         budget = Budget(self.config.dns.budget)
         message = reader.message(envelope.subject(session), {**session.results, **envelope.results})
+        results_so_far = message.results  # this message's own dict: each check sees the results before it
         for check in self.message_checks:
             result = self._run_check(check, message, budget)
             metrics.child(metrics.CHECK_RESULTS, check.name, result.result).inc()
             envelope.results[check.name] = result
-            message = replace(message, results={**message.results, check.name: result})
+            results_so_far[check.name] = result  # type: ignore[index]
         results = [(check, envelope.results[check.name]) for check in self.message_checks]
         decision = ACCEPT
         for recipient in envelope.recipients:

@@ -4,12 +4,15 @@ canonicalisation, the same signature field with b= emptied, on arbitrary fields,
 
 from __future__ import annotations
 
+import re
+
 import dkim
 from dkim.canonicalization import Relaxed, Simple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailwarden.checks.dkim import _BTAG, header_hash_input, relaxed_value
+from mailwarden.checks.message import field_of
 
 # Octets that matter to canonicalisation and to b= removal, and a few that do not.
 OCTETS = b"ab=;/+ \t\r\n\x0b\x0cZ9\xff:"
@@ -65,3 +68,10 @@ def test_a_repeated_field_is_taken_bottom_up_once_per_name():
     got = header_hash_input(fields, signed, True, (b"DKIM-Signature", b" b=abc"))
     assert got == b"x-tag:two\r\nx-tag:one\r\nfrom:a@b.example\r\ndkim-signature:b="
     assert got == dkimpy_input(fields, signed, True, (b"DKIM-Signature", b" b=abc"))
+
+
+@settings(max_examples=2000)
+@given(VALUE)
+def test_a_field_value_gets_crlf_line_ends_as_re_sub_gives_them(value):
+    text = value.decode("utf-8", "surrogateescape")
+    assert field_of("X", text)[1] == re.sub(rb"\r?\n", b"\r\n", value) + b"\r\n"
