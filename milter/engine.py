@@ -249,6 +249,8 @@ class Engine:
     def seals(self, envelope: Envelope, message: Message, prepended: list[Field]) -> list[Field]:
         """What the message checks add over our fields once our Authentication-Results (the last of
         `prepended`) is written, top first: ARC's seal, whose ARC-Authentication-Results carries our verdicts."""
+        if not any(check.sealing() for check in self.message_checks if check.name in envelope.results):
+            return []
         leaving = replace(message, fields=(*(field_of(name, value) for name, value in prepended), *message.fields))
         authentication_results = prepended[-1][1]
         return [field for check in self.message_checks if check.name in envelope.results

@@ -110,6 +110,9 @@ class ArcCheck(MessageCheck[ArcResult]):
     def failed(self, subject: Subject, reason: str) -> ArcResult:
         return ArcResult("arc", "fail", reason, unsure=True)
 
+    def sealing(self) -> bool:
+        return self.sealer is not None
+
     def seal(self, result: ArcResult, message: Message, authentication_results: str) -> tuple[Field, ...]:
         if self.sealer is None:
             return ()

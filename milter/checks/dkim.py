@@ -274,8 +274,9 @@ class DkimCheck(MessageCheck[DkimResult]):
         return _signed(signatures)
 
     def _verify(self, value: bytes, message: Message, dns: DnsContext) -> Signature:
-        domain, selector = _names(value)
-        prefix = "".join(_text(_tag(value, b"b")).split())[:B_PREFIX]
+        lenient = _lenient_tags(value)
+        domain, selector = _names(value, lenient)
+        prefix = "".join(_text(lenient.get(b"b", b"")).split())[:B_PREFIX]
 
         def verdict(result: str, reason: str) -> Signature:
             return Signature(result, reason, domain, selector, prefix)
@@ -326,11 +327,16 @@ class DkimCheck(MessageCheck[DkimResult]):
         return "\n".join(f"dkim d={s.domain} s={s.selector}: {s.result} ({s.reason})" for s in result.signatures)
 
 
-def _tag(value: bytes, tag: bytes) -> bytes:
-    """A tag's value read leniently (a signature that does not parse is still reported with its d= and s=)."""
-    return next((found.strip() for name, found in _TAG.findall(value) if name == tag), b"")
+def _lenient_tags(value: bytes) -> dict[bytes, bytes]:
+    """Each tag's value read leniently, its first occurrence (a signature that does not parse is still reported
+    with its d= and s=)."""
+    tags: dict[bytes, bytes] = {}
+    for name, found in _TAG.findall(value):
+        tags.setdefault(name, found.strip())
+    return tags
 
 
-def _names(value: bytes) -> tuple[str, str]:
+def _names(value: bytes, lenient: dict[bytes, bytes] | None = None) -> tuple[str, str]:
     """(d=, s=) as far as they can be read, lower case d=."""
-    return _text(_tag(value, b"d")).lower()[:LIMIT_NAME], _text(_tag(value, b"s"))[:LIMIT_NAME]
+    tags = _lenient_tags(value) if lenient is None else lenient
+    return _text(tags.get(b"d", b"")).lower()[:LIMIT_NAME], _text(tags.get(b"s", b""))[:LIMIT_NAME]

@@ -52,6 +52,11 @@ class MessageCheck(Check[R]):
         top first: ARC's seal, which signs it. `message` has our fields on top of those that arrived."""
         return ()
 
+    def sealing(self) -> bool:
+        """Whether `seal` may add fields (the engine builds the message as it leaves only then): whether this
+        check has a `seal` of its own."""
+        return type(self).seal is not MessageCheck.seal
+
 
 def field_of(name: str, value: str) -> tuple[bytes, bytes]:
     """A header field as the milter passes it (the value verbatim after the colon, folded lines joined by LF
