@@ -7,6 +7,7 @@ records longer than one TXT string are published in 255-octet pieces, as real zo
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import dkim
 
@@ -62,3 +63,20 @@ def sign(
     signature = dkim.sign(raw, selector.encode(), domain.encode(), key, signature_algorithm=algorithm,
                           canonicalize=canonicalize, **options)  # type: ignore[arg-type]  # fmt: skip
     return signature + raw
+
+
+def sign_with_tags(raw: bytes, domain: str, tags: dict[bytes, bytes], selector: str = "sel", key: bytes = RSA_2048,
+                   **options: object) -> bytes:
+    """sign(), with tags of `tags` set (t=) or added before h= (x=): dkimpy's signer has no parameter for them.
+    The signature covers them as any tag."""
+    original = dkim.DKIM.gen_header
+
+    def gen_header(self: dkim.DKIM, fields: list, *args: object, **kwargs: object) -> bytes:
+        fields = [(name, tags.get(name, value)) for name, value in fields]
+        present = {name for name, _ in fields}
+        at = next(index for index, (name, _) in enumerate(fields) if name == b"h")
+        fields[at:at] = [(name, value) for name, value in tags.items() if name not in present]
+        return original(self, fields, *args, **kwargs)
+
+    with mock.patch.object(dkim.DKIM, "gen_header", gen_header):
+        return sign(raw, domain, selector, key, **options)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ decides where dkimpy does not (rsa-sha1, key sizes, key problems as permerror/te
 from __future__ import annotations
 
 import base64
+import time
 
 import dkim
 import pytest
@@ -29,6 +30,7 @@ from .signing import (
     key_zone,
     message,
     sign,
+    sign_with_tags,
 )
 
 
@@ -54,6 +56,10 @@ ZONE_DKIM = merge(
     key_zone("good.test", "garbage", "v=DKIM1; k=rsa; p=bm90IGEga2V5IGF0IGFsbA=="),
     key_zone("good.test", "notb64", "v=DKIM1; k=rsa; p=%%%\xff\xfe"),
     key_zone("good.test", "revoked", "v=DKIM1; k=rsa; p="),
+    # What a key record restricts (RFC 6376 §3.6.1): its hashes (h=) and, with t=s, i= to d= itself.
+    key_zone("good.test", "sha1only", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; h=sha1;")),
+    key_zone("good.test", "sha256too", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; h=sha1 : SHA256 : future;")),
+    key_zone("good.test", "strict", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; t=y:s;")),
     {"twice._domainkey.good.test": [("TXT", "v=DKIM1; p=a"), ("TXT", "v=DKIM1; p=b")]},
     {"slow._domainkey.good.test": [("TIMEOUT", None)], "broken._domainkey.good.test": [("SERVFAIL", None)]},
 )
@@ -176,6 +182,44 @@ def test_key_problems_are_permerror_and_dns_trouble_temperror(engine, selector, 
     got = signed_with(engine, selector)
     assert got[0] == result
     assert comment is None or got[1] == comment
+
+
+def test_a_key_whose_h_does_not_list_the_signatures_hash_fails(engine):
+    """RFC 6376 §3.6.1 and §6.1.2: h= in the key record lists the hash algorithms the key may be used with;
+    a signature with another is PERMFAIL (inappropriate hash algorithm). Unknown names in h= are ignored,
+    names are matched without regard to case. OpenDKIM: fail, "signature-key hash mismatch"."""
+    assert signed_with(engine, "sha1only") == ("fail", "the key's h= does not allow sha256 (RFC 6376 section 3.6.1)")
+    assert signed_with(engine, "sha256too") == ("pass", "1024-bit key, rsa-sha256")
+
+
+def test_a_key_with_t_s_fails_a_signature_whose_i_is_a_subdomain_of_d(engine):
+    """RFC 6376 §3.6.1, t=s: the i= domain must be d= itself, not a subdomain. OpenDKIM: fail, "unauthorized
+    subdomain". The same key passes i= in d= itself, and a key without t=s the subdomain."""
+    subdomain = b"alice@mail.good.test"
+    assert signed_with(engine, "strict", identity=subdomain) == (
+        "fail", "i= is a subdomain of d=, which the key's t=s forbids (RFC 6376 section 3.6.1)")  # fmt: skip
+    same = sign_with_tags(message("alice@good.test"), "good.test", {b"i": b"alice@Good.Test"}, "strict", RSA_1024)
+    assert [e.result for e in dkim_entries(check(engine, same))] == ["pass"]  # domains compare without case
+    assert signed_with(engine, "small", identity=subdomain)[0] == "pass"
+
+
+def test_a_signature_past_its_x_expiry_is_policy(engine):
+    """RFC 6376 §3.5, §6.1.1: past x= the signature may be ignored with PERMFAIL (signature expired); in RFC
+    8601's words `policy` (the dkim.py docstring says why not fail, neutral or permerror). An hour past x=
+    (dkimpy's 10-hour leeway would pass it) and a week past (dkimpy: a syntax error, once neutral) alike;
+    before x= it passes."""
+    now = int(time.time())
+    raw = message("alice@good.test")
+
+    def expiring(x: int) -> tuple[str, str]:
+        tags = {b"t": str(now - 8 * 86400).encode(), b"x": str(x).encode()}
+        (entry,) = dkim_entries(check(engine, sign_with_tags(raw, "good.test", tags, "small", RSA_1024)))
+        return entry.result, entry.comment
+
+    for past in (now - 3600, now - 7 * 86400):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(past))
+        assert expiring(past) == ("policy", f"signature expired at {stamp} (x=)")
+    assert expiring(now + 3600) == ("pass", "1024-bit key, rsa-sha256")
 
 
 def test_a_4096_bit_key_is_fetched_and_used(engine):

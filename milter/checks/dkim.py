@@ -3,8 +3,9 @@ Authentication-Results as `dkim=pass header.d=... header.s=... header.b=<first 8
 only: no policy keys (DMARC acts on DKIM's results).
 
 dkimpy does the parts of verification that are about signatures and keys (tag parsing and validation, key
-record parsing, header selection, canonicalisation and hashing; its Ed25519 key object). What it does not do
-is done here:
+record parsing; its Ed25519 key object). What it does not do, or does otherwise, is done here:
+- the header hash: dkimpy's selection and canonicalisation, octet for octet (tests/test_dkim_canonical.py),
+  with fewer regular expressions;
 - the body hash is not computed by dkimpy over a copy of the whole body but streamed (checks/bodyhash.py);
   each signature's bh= is compared with the digest for its c=, a= and l=;
 - b= is verified over dkimpy's header hash by `cryptography` (OpenSSL) for RSA, PyNaCl for Ed25519: dkimpy's
@@ -14,8 +15,21 @@ is done here:
 - rsa-sha1 fails (RFC 8301 §3.1; dkimpy accepts it), RSA keys outside 1024-4096 bits are refused before any
   arithmetic (the upper bound keeps a hostile 16,384-bit key from costing CPU), a signature must cover From
   (RFC 6376 §5.4), and a signature, its h= list and the number of signatures verified are bounded.
-A signature that cannot be processed (bad syntax, duplicated tags, unknown algorithm, From not signed,
-expired) is neutral, as RFC 8601 §2.7.1 says.
+- what the key record restricts (RFC 6376 §3.6.1), which dkimpy ignores: a signature whose hash the key's h=
+  does not list fails ("inappropriate hash algorithm", §6.1.2), and so does one whose i= domain is a
+  subdomain of d= under a key with t=s (OpenDKIM: fail, "signature-key hash mismatch" and "unauthorized
+  subdomain");
+- a signature past its x= is `policy` ("signature expired at ..."), checked before any key lookup, with no
+  leeway, at each message. RFC 6376 §6.1.1 lets a verifier ignore it with PERMFAIL (signature expired);
+  among RFC 8601 §2.7.1's words for dkim, `policy` is the one for a signature "signed, but some aspect of
+  the signature ... was not acceptable to the ADMD": here, its age. Not `fail`, which says an acceptable
+  signature failed verification (an expired one is not tested, and may be intact); not `neutral`, which is
+  for signatures that could not be processed (this one parses); not `permerror`, an unrecoverable error in
+  the message. OpenDKIM 2.11 says permerror, Mail::DKIM (under authentication_milter) "invalid (signature is
+  expired)", dkimpy refuses it only 10 hours after x= as a syntax error (mailwarden said neutral then).
+  DMARC counts it as any signature that did not pass.
+A signature that cannot be processed (bad syntax, duplicated tags, unknown algorithm, From not signed) is
+neutral, as RFC 8601 §2.7.1 says.
 """
 
 from __future__ import annotations
@@ -26,7 +40,9 @@ import functools
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import authres
 import dkim
@@ -127,7 +143,10 @@ def _parse(value: bytes) -> _Parsed:
         raise _Invalid(f"signature over {MAX_SIGNATURE_BYTES // 1024} KiB")
     try:
         tags = dkim.util.parse_tag_value(value)
-        dkim.validate_signature_fields(tags)
+        # x= apart: dkimpy would refuse an expired signature only 10 hours after x= and as a syntax error
+        # (neutral); its expiry is checked at each verification (_verify), this result being kept.
+        dkim.validate_signature_fields({tag: text for tag, text in tags.items() if tag != b"x"})
+        _validate_expiry(tags)
     except dkim.util.InvalidTagValueList as exc:
         raise _Invalid(f"malformed signature: {type(exc).__name__} {exc}") from exc
     except dkim.DKIMException as exc:
@@ -150,8 +169,31 @@ def _parse(value: bytes) -> _Parsed:
     return _Parsed(tags, signed, body_hash, canonicalisation.header_algorithm.name == b"relaxed")
 
 
+def _validate_expiry(tags: dict[bytes, bytes]) -> None:
+    """x= as dkimpy validates it, whatever the time: a decimal number, not before t= (RFC 6376 §3.5)."""
+    if b"x" not in tags:
+        return
+    if not re.fullmatch(rb"\d+", tags[b"x"]):
+        raise _Invalid(f"x= value is not a decimal integer ({_text(tags[b'x'])})")
+    if b"t" in tags and int(tags[b"x"]) < int(tags[b"t"]):
+        raise _Invalid(f"x= value is less than t= value (x={_text(tags[b'x'])} t={_text(tags[b't'])})")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a key record restricts (RFC 6376 §3.6.1), which dkimpy does not check."""
+
+    hashes: frozenset[bytes] | None = None  # h=: the hash algorithms the key may be used with; None: any
+    strict: bool = False  # t=s: the i= domain must be d= itself, no subdomain
+
+
 def public_key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
     """(key, bits, k=, tlsrpt) of the key record at `name` as dkimpy reads it; raises KeyProblem, DNSTempError."""
+    return key_record(name, dns)[:4]  # type: ignore[return-value]
+
+
+def key_record(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool, KeyLimits]:
+    """public_key() and the record's KeyLimits."""
     records = [b"".join(value) for value in dns.lookup(name, "TXT").values()]  # type: ignore[arg-type]
     if not records:
         raise KeyProblem(f"no key record at {name}")
@@ -161,18 +203,21 @@ def public_key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _evaluate(record: bytes) -> tuple[object, int, bytes, bool]:
+def _evaluate(record: bytes) -> tuple[object, int, bytes, bool, KeyLimits]:
     """A key record read by dkimpy and bounded; kept, as a key serves many messages (never to be changed)."""
     try:
         key, bits, kind, tlsrpt = dkim.evaluate_pk("", record)
+        tags = dkim.util.parse_tag_value(record)  # as evaluate_pk read them: it has just done so
     except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
         raise KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
+    hashes = frozenset(h.strip().lower() for h in tags[b"h"].split(b":")) if b"h" in tags else None
+    limits = KeyLimits(hashes, b"s" in (flag.strip().lower() for flag in tags.get(b"t", b"").split(b":")))
     if kind == b"rsa":
         if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
             raise KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
         if key["publicExponent"].bit_length() > MAX_EXPONENT_BITS:  # type: ignore[index]
             raise KeyProblem("RSA public exponent too large")
-    return key, bits, kind, tlsrpt
+    return key, bits, kind, tlsrpt, limits
 
 
 @functools.lru_cache(maxsize=1024)
@@ -288,13 +333,22 @@ class DkimCheck(MessageCheck[DkimResult]):
         tags = parsed.tags
         if tags[b"a"] == b"rsa-sha1":
             return verdict("fail", "rsa-sha1 is not acceptable (RFC 8301)")
+        if b"x" in tags and int(tags[b"x"]) < time.time():
+            expired = datetime.fromtimestamp(int(tags[b"x"]), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return verdict("policy", f"signature expired at {expired} (x=)")
         name = f"{selector}._domainkey.{domain}"
         try:
-            key, bits, kind, tlsrpt = public_key(name, dns)
+            key, bits, kind, tlsrpt, limits = key_record(name, dns)
         except DNSTempError as exc:
             return verdict("temperror", f"key lookup failed: {exc}")
         except KeyProblem as exc:
             return verdict("permerror", str(exc))
+        hash_name = parsed.body_hash.algorithm.encode()
+        if limits.hashes is not None and hash_name not in limits.hashes:
+            return verdict("fail", f"the key's h= does not allow {hash_name.decode()} (RFC 6376 section 3.6.1)")
+        identity = tags.get(b"i", b"@" + tags[b"d"]).rpartition(b"@")[2]
+        if limits.strict and identity.lower() != tags[b"d"].lower():
+            return verdict("fail", "i= is a subdomain of d=, which the key's t=s forbids (RFC 6376 section 3.6.1)")
         digest = message.digests.get(parsed.body_hash)
         try:
             expected = base64.b64decode(b"".join(tags[b"bh"].split()), validate=True)
