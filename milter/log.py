@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -27,11 +28,21 @@ class EventFormatter(logging.Formatter):
             return json.dumps({"level": record.levelname.lower(), "event": event, **fields}, default=str)
         parts = [record.levelname.lower(), event]
         for key, value in fields.items():
-            text = "" if value is None else str(value)
-            if not _BARE.match(text):
-                text = json.dumps(text)
-            parts.append(f"{key}={text}")
+            try:
+                parts.append(_pair(key, value))
+            except TypeError:  # a value that is not hashable
+                parts.append(_pair.__wrapped__(key, value))
         return " ".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pair(key: str, value: object) -> str:
+    """`key=value`, the value quoted and escaped as JSON unless it is bare; kept, as a decision line repeats
+    most of its pairs from message to message (the check results, the client, the action)."""
+    text = "" if value is None else str(value)
+    if not _BARE.match(text):
+        text = json.dumps(text)
+    return f"{key}={text}"
 
 
 def setup(level: str = "info", fmt: str = "kv") -> None:
@@ -51,4 +62,11 @@ def setup(level: str = "info", fmt: str = "kv") -> None:
 
 
 def event(name: str, level: int = logging.INFO, exc_info: bool = False, **fields: object) -> None:
-    logger.log(level, name, exc_info=exc_info, extra={"fields": fields})
+    """One line: the record Logger.log would make (as setup() leaves it: no caller, thread or process looked
+    up), handed to the logger's handlers, without Logger.log's argument checks and `extra` merging."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logging.LogRecord(logger.name, level, "(unknown file)", 0, name, None,
+                               sys.exc_info() if exc_info else None, "(unknown function)")  # fmt: skip
+    record.fields = fields
+    logger.handle(record)

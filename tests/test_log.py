@@ -26,3 +26,10 @@ def test_json_lines_parse_back_to_the_same_fields(value):
     line = EventFormatter("json").format(record(queue_id="ABC123", helo=value))
     assert "\n" not in line
     assert json.loads(line) == {"level": "info", "event": "decision", "queue_id": "ABC123", "helo": value}
+
+
+def test_a_value_that_cannot_be_cached_is_written_like_any_other():
+    """Pairs are kept for the next line (most repeat); an unhashable value is rendered without the cache."""
+    line = EventFormatter("kv").format(record(recipients=["a@b.example", "c d"], action="accept"))
+    assert line == """info decision recipients="['a@b.example', 'c d']" action=accept"""
+    assert EventFormatter("kv").format(record(action="accept")) == "info decision action=accept"
