@@ -32,9 +32,9 @@ HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 def _compress(data: bytes) -> bytes:
     """Every run of SP and HTAB one SP (relaxed body canonicalisation, RFC 6376 §3.4.4), by bytes.replace: a
     regular expression tries a match at each space of the text (2 KB of prose: ~18 us; this: ~1 us)."""
-    if b"\t" in data:
+    if 9 in data:  # HTAB (an int: memchr)
         data = data.replace(b"\t", b" ")
-    while b"  " in data:  # halves every run: log2 of the longest run's length passes
+    while data.find(b"  ") >= 0:  # halves every run: log2 of the longest run's length passes
         data = data.replace(b"  ", b" ")
     return data
 

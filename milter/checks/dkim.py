@@ -236,12 +236,15 @@ _WSP_RUN = re.compile(rb"[\t ]+")
 def relaxed_value(value: bytes) -> bytes:
     """dkimpy's relaxed header canonicalisation of a field value, without its CRLF: line ends (CRLF or bare LF)
     unfolded, runs of SP and HTAB one SP, white space at both ends removed (RFC 6376 §3.4.2). The same octets,
-    with fewer regular expressions run: none on a value with no line end, tab or double space."""
-    if b"\n" in value:
+    with fewer regular expressions run: none on a value with no line end, tab or double space. The ends are
+    stripped first (the same octets: no line end or run of white space crosses from the ends into the text
+    between them), which leaves most values without the line end that came with them."""
+    value = value.strip()
+    if 10 in value:  # LF (an int: memchr; `b"\n" in` costs 4 times as much)
         value = value.replace(b"\r\n", b"").replace(b"\n", b"")
-    if b"\t" in value or b"  " in value:
+    if 9 in value or value.find(b"  ") >= 0:  # HTAB, two SP
         value = _WSP_RUN.sub(b" ", value)
-    return value.strip()
+    return value
 
 
 def header_hash_input(fields: Fields, signed: list[bytes], relaxed: bool, header: tuple[bytes, bytes]) -> bytes:

@@ -62,7 +62,7 @@ def field_of(name: str, value: str) -> tuple[bytes, bytes]:
     """A header field as the milter passes it (the value verbatim after the colon, folded lines joined by LF
     or CRLF) in the form DKIM hashes it: bytes as they came, CRLF line ends, CRLF at the end."""
     raw = value.encode("utf-8", "surrogateescape")
-    if b"\n" in raw:  # CRLF or bare LF -> CRLF (as re.sub of \r?\n, which tries a match at every octet)
+    if 10 in raw:  # LF; CRLF or bare LF -> CRLF (as re.sub of \r?\n, which tries a match at every octet)
         raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return name.encode("utf-8", "surrogateescape"), raw + b"\r\n"
 
