@@ -138,8 +138,10 @@ def _records(name: str, dns: DnsContext) -> list[str]:
     return [text for text in texts if _VERSION.match(text)]
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_record(text: str) -> Record | None:
-    """A v=DMARC1 record's tags; None when it is to be ignored (p= or sp= not valid, and no report address)."""
+    """A v=DMARC1 record's tags; None when it is to be ignored (p= or sp= not valid, and no report address).
+    Kept per record text (a Record is immutable): a domain's record serves every message from it."""
     tags: dict[str, str] = {}
     for part in text.split(";"):
         key, sep, value = part.partition("=")
