@@ -27,7 +27,8 @@ BOUNCE_SUBJECT_RE = re.compile(
 BOUNCE_BODY_RE = re.compile(
     r"could not be delivered|couldn'?t be delivered|undeliverable|delivery (?:to the following|has failed"
     r"|failed|to these recipients)|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|not be delivered"
-    r"|was not delivered|delivery failure|rejected|user unknown|does not exist|no such user|mailbox (?:is )?full"
+    r"|(?:was|has|have) not been delivered|was not delivered|delivery failure|rejected|user unknown"
+    r"|does not exist|no such user|mailbox (?:is )?full"
     r"|over quota|host unknown|message (?:was )?(?:bounced|returned)|failed recipient|giving up|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|wasn'?t delivered|delivery problem|retry time|expired|"
     r"zugestellt|non remis|échec|失敗|できません"
@@ -35,7 +36,8 @@ BOUNCE_BODY_RE = re.compile(
 # Wording only delivery reports use (a subset of BOUNCE_BODY_RE, or an SMTP reply with an enhanced code).
 REPORT_BODY_RE = re.compile(
     r"could(?: not|n'?t) be delivered|undeliverable|delivery (?:to the following|has failed|failed)"
-    r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|was not delivered|transcript of session"
+    r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|(?:was|has|have) not been delivered"
+    r"|was not delivered|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
 )
 DELAY_BODY_RE = re.compile(
@@ -111,7 +113,7 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
         stated = kind_from_actions(findings)
         if stated:
             return stated
-    body = parsed.report_lower
+    body = parsed.report_words
     # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
     robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)

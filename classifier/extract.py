@@ -52,6 +52,7 @@ SENDER_ARGUMENT_RE = re.compile(r"(?i)from:\s*<?$")
 # A Diagnostic-Code without a single letter states no reason: "X-Unix; 255" is a local program's exit status,
 # "smtp;" is empty. The human-readable part then says what happened.
 LETTER_RE = re.compile(r"[^\W\d_]")
+WORD_RE = re.compile(r"[^\W\d_]{3,}")
 # A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
 FIELD_ADDRESS_RE = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 # The reason sentence (Finding.reason): it starts after the first error reply and its enhanced code ("550-5.1.1",
@@ -73,8 +74,10 @@ MAX_BLOCK_LINES = 12
 MAX_LINE_LEAD = 200
 # More recipients than this in one bounce are not reported on (bounds the per-recipient work).
 MAX_RECIPIENTS = 100
-# A recipient block shorter than this says nothing by itself; the text above it then holds the reason.
+# A first line shorter than this (without the address) is not a whole "554 <addr>... reason" diagnostic.
 MIN_BLOCK_CHARS = 24
+MAX_LEAD_IN = 400  # how much of the text above such a block is read
+FOCUS_AFTER = 300  # a first error reply further into a text than this is where the diagnostic starts (focused)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,16 @@ def compact(text: str, limit: int = MAX_DIAGNOSTIC) -> str:
     return " ".join(text.split())[:limit]
 
 
+def focused(text: str) -> str:
+    """The text from the line of its first error reply when that reply comes late (a session transcript, long
+    boilerplate before "The error that the other server returned was: 550 ..."): the model reads a bounded
+    start of the diagnostic (features.MAX_CHARS), and the remote's reply is the reason."""
+    reply = REASON_START_RE.search(text)
+    if reply is None or reply.start() < FOCUS_AFTER:
+        return text
+    return text[text.rfind("\n", 0, reply.start()) + 1:]
+
+
 def strip_type(value: str) -> str:
     """'rfc822; user@x' -> 'user@x' (the address/diagnostic type prefix of RFC 3464 fields)."""
     head, sep, tail = value.partition(";")
@@ -191,7 +204,23 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
     if None in recipients:  # "Final-Recipient: rfc822; @mx.example.org": the text names the address
         named = iter(a for a in body_addresses(parsed, own_addresses(parsed.msg)) if a not in recipients)
         recipients = [r or next(named, "") for r in recipients]
-    return [_finding_from_block(block, rcpt, parsed) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
+    mentions = [mention(parsed, block, rcpt) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
+    return [_finding_from_block(block, rcpt, parsed, named, following)
+            for (block, _, _), rcpt, (named, following) in zip(fields, recipients, with_next(mentions), strict=True)]
+
+
+def with_next(items: list[str]) -> list[tuple[str, str | None]]:
+    """Each item with the one after it (None after the last)."""
+    return list(zip(items, [*items[1:], None][:len(items)], strict=True))
+
+
+def mention(parsed: Parsed, block: Message, rcpt: str) -> str:
+    """How the report's text names a recipient: its address, else the display name Exchange states beside it
+    (X-Display-Name) when the text lists recipients by name."""
+    if not rcpt or rcpt.lower() in parsed.body_lower:
+        return rcpt
+    display = header(block, "X-Display-Name").strip()
+    return display if len(display) > 2 and display.lower() in parsed.body_lower else rcpt
 
 
 def recipients_of(fields: list[tuple[str, str]]) -> list[str | None]:
@@ -220,13 +249,14 @@ def field_address(value: str) -> str | None:
     return first_address(value)
 
 
-def _finding_from_block(block: Message, rcpt: str, parsed: Parsed) -> Finding:
+def _finding_from_block(block: Message, rcpt: str, parsed: Parsed, named: str, following: str | None) -> Finding:
+    """``named``: how the text names the recipient (see mention); ``following``: how it names the next one."""
     body = parsed.body
     diagnostic = strip_type(header(block, "Diagnostic-Code"))
-    context = recipient_block(body, parsed.body_lower, rcpt) if rcpt else ""
-    if not diagnostic:
-        diagnostic = context or body
-    # The codes come from the text that states the reason: an exit status ("X-Unix; 255") states none.
+    context = with_lead_in(body, parsed.body_lower, named,
+                           recipient_block(body, parsed.body_lower, named, following)) if named else ""
+    # An exit status ("X-Unix; 255") or no Diagnostic-Code states no reason: the body's text about the
+    # recipient does, and the codes come from it too.
     reason = diagnostic if LETTER_RE.search(diagnostic) else context or body
     status = preferred_status(find_status(header(block, "Status")), find_status(reason))
     remote = strip_type(header(block, "Remote-MTA")) or None
@@ -236,8 +266,8 @@ def _finding_from_block(block: Message, rcpt: str, parsed: Parsed) -> Finding:
         status=status,
         remote_mta=remote,
         reply_code=find_reply_code(reason),
-        diagnostic=compact(diagnostic),
-        stage=find_stage(diagnostic + "\n" + context),
+        diagnostic=compact(focused(reason)),
+        stage=find_stage(reason + "\n" + context),
     )
 
 
@@ -265,6 +295,35 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
         following = next_address.lower()
         lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
     return "\n".join(lines)
+
+
+def with_lead_in(text: str, lowered: str, address: str, block: str) -> str:
+    """A recipient block that says nothing by itself (the address alone) with the text above the address's
+    first mention, where such reports state the reason once for the list of recipients. A text that never
+    names the address is all about it."""
+    position = lowered.find(address.lower())
+    if position < 0:
+        return block or text
+    if says_something(block):
+        return block
+    return block + "\n" + text[max(position - MAX_LEAD_IN, 0):position]
+
+
+def with_reply(text: str, block: str) -> str:
+    """The one recipient's block, and the text from the line of the first error reply when the block has none:
+    a session transcript names the recipient at its top and the remote's reply near its end."""
+    if REASON_START_RE.search(block):
+        return block
+    reply = REASON_START_RE.search(text)
+    if reply is None:
+        return block
+    start = text.rfind("\n", 0, reply.start()) + 1
+    return block + "\n" + text[start:start + MAX_DIAGNOSTIC]
+
+
+def says_something(block: str) -> bool:
+    """Whether a recipient block holds a word besides the address ("(user not found)" does)."""
+    return bool(WORD_RE.search(ADDRESS_RE.sub("", block)))
 
 
 def transcript_before(text: str, start: int) -> list[str]:
@@ -348,14 +407,16 @@ def from_body(parsed: Parsed) -> list[Finding]:
     addresses = body_addresses(parsed, own)
     if not addresses:
         return [finding_from_text(next(iter(original_recipients(parsed, own)), ""), text)]
-    preamble = text[: text.lower().find(addresses[0].lower())]
-    findings = []
-    for address, following in zip(addresses, [*addresses[1:], None], strict=True):
-        block = recipient_block(text, parsed.report_lower, address, following)
-        if len(addresses) == 1 and len(ADDRESS_RE.sub("", block).strip()) < MIN_BLOCK_CHARS:
-            block = preamble[-400:] + "\n" + block
-        findings.append(finding_from_text(address, block))
-    return findings
+    lowered = parsed.report_lower
+    blocks = [recipient_block(text, lowered, address, following) for address, following in with_next(addresses)]
+    if len(addresses) > 1 and not says_something(blocks[0]):
+        # A list of bare addresses under one reason ("... because of: 550 Mailbox disabled. The following
+        # recipients were affected:"): each is its own line, read with the text above the list.
+        lead_in = with_lead_in(text, lowered, addresses[0], "")
+        blocks = [block.partition("\n")[0] + lead_in for block in blocks]
+    elif len(addresses) == 1:
+        blocks = [with_reply(text, with_lead_in(text, lowered, addresses[0], blocks[0]))]
+    return [finding_from_text(address, block) for address, block in zip(addresses, blocks, strict=True)]
 
 
 def finding_from_text(address: str, text: str) -> Finding:
@@ -364,7 +425,7 @@ def finding_from_text(address: str, text: str) -> Finding:
         recipient=address,
         status=find_status(text),
         reply_code=find_reply_code(text),
-        diagnostic=compact(text),
+        diagnostic=compact(focused(text)),
         stage=find_stage(text),
     )
 

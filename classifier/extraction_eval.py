@@ -32,6 +32,7 @@ from .report import reported_findings
 
 DEFAULT_DSN_CORPUS = Path("tests/data/dsn-corpus")
 DEFAULT_EXTRA = Path("tests/data/bounce-extra")
+DEFAULT_EXTRAS = (DEFAULT_EXTRA, Path("tests/data/mta-formats"))
 BOUNCE_KINDS = ("failure", "delay")
 
 
@@ -102,7 +103,8 @@ def extra_truth(root: Path = DEFAULT_EXTRA) -> list[Truth]:
     if not path.exists():
         return []
     return [Truth(label["id"], root / label["file"], label["source"], label["family"],
-                  tuple(_sender_side(r) for r in label["recipients"]) if label["is_bounce"] else ())
+                  tuple(_sender_side(r) for r in label["recipients"])
+                  if label["is_bounce"] and label.get("kind") != "success" else ())  # nothing failed or waits
             for label in _jsonl(path)]
 
 
@@ -172,10 +174,11 @@ def format_table(title: str, groups: dict[str, Tally], misses: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Recipient-address recall and precision of extraction.")
     parser.add_argument("--dsn-corpus", type=Path, default=DEFAULT_DSN_CORPUS)
-    parser.add_argument("--extra", type=Path, default=DEFAULT_EXTRA)
+    parser.add_argument("--extra", type=Path, action="append",
+                        help="a corpus with addresses in labels.jsonl (repeat; default: bounce-extra, mta-formats)")
     parser.add_argument("--misses", action="store_true", help="list every message that is not exactly right")
     args = parser.parse_args(argv)
-    truths = dsn_corpus_truth(args.dsn_corpus) + extra_truth(args.extra)
+    truths = dsn_corpus_truth(args.dsn_corpus) + [t for root in args.extra or DEFAULT_EXTRAS for t in extra_truth(root)]
     if not truths:
         parser.error("no ground truth found (review/*.addresses.jsonl, labels.jsonl)")
     measured = [(truth, measure(truth)) for truth in truths]

@@ -102,6 +102,12 @@ class Parsed:
         """report_text lower-cased (same length), for the case-insensitive wording tests."""
         return lowered(self.report_text)
 
+    @cached_property
+    def report_words(self) -> str:
+        """report_lower with every run of white space one space: wording tests match across wrapped lines
+        ("has not\nbeen delivered")."""
+        return " ".join(self.report_lower.split())
+
     def of_type(self, *types: str) -> list[Message]:
         """The outer parts (the message itself included) of the given content types, in order."""
         return [part for part, ctype in self.parts if ctype in types]

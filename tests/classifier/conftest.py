@@ -11,6 +11,7 @@ from mailwarden.classifier import BounceClassifier
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dsn-corpus"
 EXTRA = CORPUS.with_name("bounce-extra")
+MTA_FORMATS = CORPUS.with_name("mta-formats")
 
 
 def corpus_labels() -> list[dict]:

@@ -125,3 +125,14 @@ def test_dev_accuracy_does_not_regress(classifier):
     examples = list(corpus_examples(CORPUS, "dev"))
     scores = score(examples, predict(classifier, examples))
     assert scores.email_accuracy >= 0.70 and scores.recipient_accuracy >= 0.70
+
+
+def test_report_wording_wrapped_across_lines_is_recognised(classifier):
+    """A filter's notice from a null sender, its only bounce wording broken over two lines."""
+    raw = (b"Return-Path: <>\nFrom: \"Email Gateway\" <gateway@example.com>\nTo: scanner@example.net\n"
+           b"Subject: Message Stopped: \"Scan\"\nContent-Type: text/plain\n\n"
+           b"The message detailed below has been stopped by the gateway and has not\nbeen delivered.\n\n"
+           b"   To:        k.yilmaz@example.com\n\nReason: The MIME structure of the message is invalid.\n")
+    report = classifier.analyse(raw)
+    assert report.kind == "failure"
+    assert [v.recipient for v in report.recipients] == ["k.yilmaz@example.com"]

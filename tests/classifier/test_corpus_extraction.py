@@ -10,7 +10,7 @@ from mailwarden.classifier.addresses import canonical
 from mailwarden.classifier.extraction_eval import dsn_corpus_addresses, extra_truth
 from mailwarden.classifier.report import reported_findings
 
-from .conftest import CORPUS, EXTRA, corpus_bytes, corpus_labels
+from .conftest import CORPUS, EXTRA, MTA_FORMATS, corpus_bytes, corpus_labels
 
 LABELS = corpus_labels()
 BOUNCES = [label for label in LABELS if label["is_bounce"]]
@@ -131,8 +131,8 @@ def test_corpus_recipients_have_addresses_and_diagnostics():
     assert incomplete == set(INCOMPLETE)
 
 
-# The extra bounces (tests/data/bounce-extra, labels.jsonl): addresses where the labels state one.
-EXTRA_TRUTH = [truth for truth in extra_truth(EXTRA) if any(truth.addresses)]
+# The extra bounces (tests/data/bounce-extra and mta-formats, labels.jsonl): addresses where the labels state one.
+EXTRA_TRUTH = [truth for root in (EXTRA, MTA_FORMATS) for truth in extra_truth(root) if any(truth.addresses)]
 UNDETECTED = "product miss (detection, detect.py): "
 EXTRA_ADDRESS_MISMATCH = {
     "bounceparser-aol-senderblock": "not in the message: AOL names only the screen name; the label infers the address",
@@ -159,6 +159,8 @@ EXTRA_ADDRESS_MISMATCH = {
     "flufl-simple_35": UNDETECTED + "sender 'Postmaster\\@example.com@xxx.com' and a warning subject",
     "flufl-simple_40": UNDETECTED + "'Warning: message delayed 2 days'",
     "flufl-sina_01": UNDETECTED + "undeclared GB2312 subject and body",
+    "mta-formats-amavis-05": "label disagreement: the label lists the recipient amavis relayed to (named only in "
+                             "the text); the product reports the delivery-status part's failed recipient",
 }
 
 

@@ -52,15 +52,17 @@ def test_attached_bounce_without_report_part_never_makes_its_to_the_recipient(ma
     assert "original-sender@example.org" not in [address for address, _, _ in findings]
 
 
-def test_exit_status_diagnostic_takes_its_codes_from_the_text_and_keeps_its_own_words():
-    """'X-Unix; 255' is a local program's exit status: the transcript says what the remote MTA would have."""
+def test_exit_status_diagnostic_is_read_from_the_text_about_the_recipient():
+    """'X-Unix; 255' is a local program's exit status and states no reason: the model reads the body's text
+    about the recipient (the transcript), and the codes come from it."""
     raw = _report("   ----- The following addresses had permanent fatal errors -----\n\"|/usr/bin/filter\"\n"
                   "    (reason: 255)\n    (expanded from: <rcpt@example.com>)\n\n"
                   "   ----- Transcript of session follows -----\n554 5.3.0 unknown mailer error 255\n",
                   "Final-Recipient: RFC822; rcpt@example.com\nAction: failed\nStatus: 5.0.0\n"
                   "Diagnostic-Code: X-Unix; 255\n")
     kind, findings = reported_findings(raw.encode())
-    assert [(f.status, f.reply_code, f.diagnostic) for f in findings] == [("5.3.0", "554", "255")]
+    assert [(f.status, f.reply_code) for f in findings] == [("5.3.0", "554")]
+    assert findings[0].diagnostic.endswith("Transcript of session follows ----- 554 5.3.0 unknown mailer error 255")
 
 
 def test_generic_code_in_the_text_does_not_replace_a_specific_status_field():
@@ -184,3 +186,60 @@ def test_list_post_returned_to_the_list_bounce_address_never_reports_the_list(ma
 ])
 def test_reason_is_the_sentence_after_the_reply_code_without_address_or_boilerplate(diagnostic, recipient, reason):
     assert Finding(recipient=recipient, diagnostic=diagnostic).reason == reason
+
+
+def test_recipients_named_by_display_name_each_get_their_own_reason():
+    """Exchange lists failed recipients by display name in its text and gives the address in the
+    delivery-status part with X-Display-Name: each recipient reads its own paragraph, not a neighbour's."""
+    raw = _report("The following recipient(s) could not be reached:\n\n"
+                  "      Sandra Lutz on 1/11/2021 2:02 PM\n"
+                  "            The recipient's mailbox is full and can't accept messages now.\n"
+                  "            <MAIL01.example.org #5.2.2>\n\n"
+                  "      All Managers on 1/11/2021 2:02 PM\n"
+                  "            You do not have permission to send to this recipient.\n"
+                  "            <MAIL01.example.org #5.7.1>\n",
+                  "Final-Recipient: rfc822;slutz@example.org\nAction: failed\nStatus: 5.2.2\n"
+                  "X-Display-Name: Sandra Lutz\n",
+                  "Final-Recipient: rfc822;allmanagers@example.org\nAction: failed\nStatus: 5.7.1\n"
+                  "X-Display-Name: All Managers\n")
+    _, findings = reported_findings(raw.encode())
+    assert [f.recipient for f in findings] == ["slutz@example.org", "allmanagers@example.org"]
+    assert "mailbox is full" in findings[0].diagnostic and "permission" not in findings[0].diagnostic
+    assert "permission" in findings[1].diagnostic and "mailbox is full" not in findings[1].diagnostic
+
+
+def test_recipient_text_of_a_report_ends_where_the_next_recipient_is_named():
+    raw = _report("An error has occurred while attempting to deliver a message for\n"
+                  "the following list of recipients:\n\n"
+                  "sales@shop.example: No MX found for domain\n\n"
+                  "t.nguyen@example.net: 553 5.1.8 <noreply@example.org>: Sender address rejected: Domain not found\n",
+                  "Final-Recipient: rfc822; sales@shop.example\nAction: failed\nStatus: 5.1.2\n",
+                  "Final-Recipient: rfc822; t.nguyen@example.net\nAction: failed\nStatus: 5.1.8\n")
+    _, findings = reported_findings(raw.encode())
+    assert findings[0].diagnostic == "sales@shop.example: No MX found for domain"
+    assert "Sender address rejected" in findings[1].diagnostic
+
+
+def test_bare_address_list_under_one_stated_reason_gives_every_address_that_reason(make_bounce):
+    raw = make_bounce("Your message:\n   Subject: Project kickoff\n\nCould not be delivered because of\n\n"
+                      "550 5.2.1 Mailbox disabled, not accepting messages\n\n"
+                      "The following recipients were affected:\n    p.chen@example.net\n    r.ahmed@example.net\n\n"
+                      "Additional Information\n======================\nReporting-MTA:      <mailgw.example.com>\n")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["p.chen@example.net", "r.ahmed@example.net"]
+    for finding in findings:
+        assert finding.diagnostic.startswith(finding.recipient)
+        assert "Mailbox disabled" in finding.diagnostic and "Additional Information" not in finding.diagnostic
+
+
+def test_session_transcript_is_read_from_the_remote_error_reply_near_its_end(make_bounce):
+    """A transcript names the recipient at its top and the remote's reply at its end, past what the model
+    reads of a diagnostic: the diagnostic starts at the reply's line."""
+    lines = [f" Mon 2020-11-30 09:02:44.{n:03}: <-- 250-EXTENSION{n}" for n in range(20)]
+    raw = make_bounce("The attached message had PERMANENT fatal delivery errors!\n\n--- Session Transcript ---\n"
+                      " Mon 2020-11-30 09:02:44.139: *  To: ap@client.example.org\n" + "\n".join(lines) +
+                      "\n Mon 2020-11-30 09:02:46.458: <-- 554 5.7.1 Message rejected: virus found in attachment\n"
+                      " Mon 2020-11-30 09:02:46.465: --> QUIT\n--- End Transcript ---\n")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.status, f.reply_code) for f in findings] == [("ap@client.example.org", "5.7.1", "554")]
+    assert findings[0].diagnostic.startswith("Mon 2020-11-30 09:02:46.458: <-- 554 5.7.1 Message rejected: virus")
