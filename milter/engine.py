@@ -64,11 +64,17 @@ class Edits(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4096)
+def _names_bounce_sender(sender: str) -> bool:
+    """Engine.may_be_bounce with a classifier; kept, as the same senders come again (is_bounce_sender runs
+    regular expressions over the address)."""
+    return bare_address(sender) == "" or is_bounce_sender(sender)
+
+
+@functools.lru_cache(maxsize=4096)
 def _from_may_be_bounce(value: str) -> bool:
     """Whether a From field's value names a sender of bounces (Engine.may_be_bounce with a classifier); kept, as
     the same From values come again (parsing one with email.utils costs ~10 µs)."""
-    sender = parseaddr(value)[1] or value
-    return bare_address(sender) == "" or is_bounce_sender(sender)
+    return _names_bounce_sender(parseaddr(value)[1] or value)
 
 
 def domain_of(address: str) -> str:
@@ -269,7 +275,7 @@ class Engine:
         """Whether a message with this envelope sender or From field may be a bounce, so that its body is
         collected for the classifier: the null sender (auto-replies use it too), or a mailbox that sends
         delivery reports (MAILER-DAEMON, postmaster)."""
-        return self.classifier is not None and (bare_address(sender) == "" or is_bounce_sender(sender))
+        return self.classifier is not None and _names_bounce_sender(sender)
 
     def bounce_headers(self, session: Session, envelope: Envelope) -> list[Field]:
         """One X-Mailwarden-Bounce field per recipient of a bounce, each decision logged with its evidence.
