@@ -20,7 +20,7 @@ from .parts import Message, Parsed, content_type, header
 BOUNCE_SUBJECT_RE = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status notification|failure|failed|has failed|problem|report)"
     r"|failure notice|mail delivery (?:failed|failure|system)|non.?delivery|could not be delivered"
-    r"|mail system error|rejected|bounce|error|fail|not delivered|delivery notification"
+    r"|mail system error|rejected|bounce|error|fail|not delivered|could not be sent|delivery notification"
     r"|unzustellbar|nicht zustellbar|non remis|no se puede entregar|エラー|不達|配信"
 )
 # The *_BODY_RE patterns are matched against lower-cased text (parts.lowered): faster than IGNORECASE.
@@ -31,14 +31,15 @@ BOUNCE_BODY_RE = re.compile(
     r"|does not exist|no such user|mailbox (?:is )?full"
     r"|over quota|host unknown|message (?:was )?(?:bounced|returned)|failed recipient|giving up|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|wasn'?t delivered|delivery problem|retry time|expired|"
-    r"zugestellt|non remis|échec|失敗|できません"
+    r"zugestellt|non remis|échec|失敗|できません|配信されませんでした|could not be sent"
 )
 # Wording only delivery reports use (a subset of BOUNCE_BODY_RE, or an SMTP reply with an enhanced code).
 REPORT_BODY_RE = re.compile(
     r"could(?: not|n'?t) be delivered|undeliverable|delivery (?:to the following|has failed|failed)"
     r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|(?:was|has|have) not been delivered"
-    r"|was not delivered|transcript of session"
+    r"|was not delivered|could not be sent|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
+    r"|配信されませんでした|送信できませんでした"
 )
 DELAY_BODY_RE = re.compile(
     r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"

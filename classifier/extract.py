@@ -41,7 +41,8 @@ MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
 # Lines where addresses are message identifiers, contact hints or (Exim) the alias a failed address was
 # expanded from, not recipients.
-NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support")
+NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support"
+                                   r"|wenden sie sich|kontaktieren|contactez|contatta")
 # Lines whose addresses count only when the text names no other: Exim's note under a failed address that an
 # alias expanded to ("(generated from alias@example.org)": the alias stands for an undisclosed address), and
 # the original's To/Cc quoted in the report ("  To:  list@example.org", cross-posted lists among them).
@@ -202,7 +203,7 @@ def from_delivery_status(parsed: Parsed) -> list[Finding]:
     fields = [named for named in fields if named[1] or named[2]]
     recipients = recipients_of([(original, final) for _, original, final in fields])
     if None in recipients:  # "Final-Recipient: rfc822; @mx.example.org": the text names the address
-        named = iter(a for a in body_addresses(parsed, own_addresses(parsed.msg)) if a not in recipients)
+        named = iter(a for a in body_addresses(parsed, own_addresses(parsed)) if a not in recipients)
         recipients = [r or next(named, "") for r in recipients]
     mentions = [mention(parsed, block, rcpt) for (block, _, _), rcpt in zip(fields, recipients, strict=True)]
     return [_finding_from_block(block, rcpt, parsed, named, following)
@@ -340,16 +341,30 @@ def transcript_before(text: str, start: int) -> list[str]:
     return kept[::-1]
 
 
-def own_addresses(msg: Message) -> set[str]:
-    """Addresses of the bounce's own envelope/headers: the sender of the original and the reporting robot.
+def own_addresses(parsed: Parsed) -> set[str]:
+    """Addresses of the bounce's own envelope/headers (the sender of the original and the reporting robot) and
+    the returned original's envelope sender (original_sender).
 
     When the bounce goes to a mailing list's bounce address, the list's own address (the To of the returned
     post) is one of them: the failure is a member's.
     """
     found = set()
     for name in ("From", "To", "Cc", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
-        found.update(a.lower() for a in find_addresses(header(msg, name)))
-    return found | {posting for a in found if (posting := list_address(a))}
+        found.update(a.lower() for a in find_addresses(header(parsed.msg, name)))
+    return found | {posting for a in found if (posting := list_address(a))} | original_sender(parsed)
+
+
+def original_sender(parsed: Parsed) -> set[str]:
+    """The Return-Path of the original the bounce quotes, unless the original was addressed to it too: a quoted
+    "553 <sender>: Sender address rejected" names it, and it did not fail as a recipient (it is often a VERP
+    address the bounce's own To does not show)."""
+    start = parsed.body.find("\n", parsed.original[1]) + 1 if parsed.original else 0  # after the announcement
+    if not start:
+        return set()
+    quoted, _ = split_message(parsed.body[start:start + MAX_DIAGNOSTIC * 8].lstrip("\r\n"))
+    sender = {a.lower() for a in find_addresses(header(quoted, "Return-Path"))}
+    addressed = {a.lower() for name in ("To", "Cc") for a in find_addresses(header(quoted, name))}
+    return sender - addressed
 
 
 def body_addresses(parsed: Parsed, own: set[str]) -> list[str]:
@@ -403,7 +418,7 @@ def sender_side(addresses: list[str], text: str) -> list[str]:
 def from_body(parsed: Parsed) -> list[Finding]:
     """Findings from a bounce without a delivery-status part: addresses in the text, in order of mention."""
     text = parsed.report_text
-    own = own_addresses(parsed.msg)
+    own = own_addresses(parsed)
     addresses = body_addresses(parsed, own)
     if not addresses:
         return [finding_from_text(next(iter(original_recipients(parsed, own)), ""), text)]

@@ -33,13 +33,13 @@ from .model import (
     status_keys,
     with_prior,
 )
-from .taxonomy import FALLBACK_CATEGORY, default_types
+from .taxonomy import default_types
 
 BASE_EXAMPLES_PATH = Path(__file__).with_name("base_examples.json")
 SEED = 20261127
 # Chosen by grouped cross-validation over every corpus (crossval.py); see docs/classifier.md.
 REGULARISATION_C = 3.0
-MAX_FEATURES = 3000  # vocabulary cap: the dense TF-IDF row times the weights dominates inference time
+MAX_FEATURES = 6000  # vocabulary cap: the dense TF-IDF row times the weights dominates inference time
 PRIOR_WEIGHT = 0.5  # the status prior's exponent: below 1, so a confident text overrules the code
 PRIOR_MIN_COUNT = 5  # a status level seen fewer times in training has no prior of its own (the next level speaks)
 PRIOR_SMOOTHING = 1.0  # add-one: no category is ruled out by a code alone
@@ -103,10 +103,9 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
     """Augment, fit the text model on code-free texts and count the status prior (``bank``: a selection of the
     reply bank instead of all of it)."""
     rng = random.Random(SEED)
-    trainable = [e for e in examples if e.category != FALLBACK_CATEGORY]
-    progress(f"examples: {len(trainable)} ({len(examples) - len(trainable)} '{FALLBACK_CATEGORY}' left out: "
-             "low confidence stands for it)")
-    augmented = augment(trainable, rng, with_seeds=with_seeds, bank=bank)
+    progress(f"examples: {len(examples)}")
+    # 'other' is learnt like any category ("550 Rejected" says nothing), besides standing for low confidence.
+    augmented = augment(examples, rng, with_seeds=with_seeds, bank=bank)
     counts = Counter(e.category for e in augmented)
     progress(f"augmented to {len(augmented)} texts over {len(counts)} categories")
     if len(counts) < 2:

@@ -136,3 +136,20 @@ def test_report_wording_wrapped_across_lines_is_recognised(classifier):
     report = classifier.analyse(raw)
     assert report.kind == "failure"
     assert [v.recipient for v in report.recipients] == ["k.yilmaz@example.com"]
+
+
+@pytest.mark.parametrize("subject, text", [
+    ("Postmark SMTP: message could not be sent (inactive recipient)",
+     "A message submitted over SMTP could not be sent.\n\n  To:  jane.roe@example.net\n\n"
+     "Error: You tried to send to recipient(s) that have been marked as inactive.\n"),
+    ("=?utf-8?b?44CQ44Km44Kk44Or44K55qSc5Ye644CR44Oh44OD44K744O844K444Gv6YWN5L+h44GV44KM44G+44Gb44KT44Gn44GX44Gf?=",
+     "以下のメッセージからウイルスが検出されたため、メッセージは受信者に配信されませんでした。\n\n"
+     "  受信者:     jane.roe@example.net\n"),
+])
+def test_notice_of_a_sending_service_or_gateway_with_its_own_address_is_a_failure(classifier, subject, text):
+    """Not from a bounce robot nor a null sender: a bounce-like subject and a report's wording decide."""
+    raw = (f"Return-Path: <notices@service.example.com>\nFrom: Service <notices@service.example.com>\n"
+           f"To: orders@example.com\nSubject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{text}")
+    report = classifier.analyse(raw.encode())
+    assert report.kind == "failure"
+    assert [v.recipient for v in report.recipients] == ["jane.roe@example.net"]

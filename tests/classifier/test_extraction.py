@@ -243,3 +243,30 @@ def test_session_transcript_is_read_from_the_remote_error_reply_near_its_end(mak
     _, findings = reported_findings(raw)
     assert [(f.recipient, f.status, f.reply_code) for f in findings] == [("ap@client.example.org", "5.7.1", "554")]
     assert findings[0].diagnostic.startswith("Mon 2020-11-30 09:02:46.458: <-- 554 5.7.1 Message rejected: virus")
+
+
+def test_quoted_sender_rejection_never_makes_the_original_sender_a_recipient(make_bounce):
+    """qmail quotes the remote's '553 <sender>: Sender address rejected'; the sender (the returned original's
+    Return-Path, a VERP address the bounce's To does not show) did not fail."""
+    raw = make_bounce("I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+                      "<hr@example.in>:\nConnected to 203.0.113.150 but sender was rejected.\nRemote host said: "
+                      "553 5.1.8 <bounce-14221@mx.example.net>: Sender address rejected: Domain not found\n\n"
+                      "--- Below this line is a copy of the message.\n\n"
+                      "Return-Path: <bounce-14221@mx.example.net>\nFrom: Rahul <rahul@example.net>\n"
+                      "To: hr@example.in\nSubject: Application\n\nDear Sir,\n")
+    assert _findings(raw)[1] == [("hr@example.in", "5.1.8", "553")]
+
+
+def test_a_message_to_oneself_still_reports_its_recipient(make_bounce):
+    raw = make_bounce("I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+                      "<me@example.in>:\nRemote host said: 550 5.1.1 <me@example.in>: User unknown\n\n"
+                      "--- Below this line is a copy of the message.\n\n"
+                      "Return-Path: <me@example.in>\nFrom: Me <me@example.in>\nTo: me@example.in\n\nnote\n")
+    assert _findings(raw)[1] == [("me@example.in", "5.1.1", "550")]
+
+
+def test_a_contact_address_in_a_german_notice_is_no_recipient(make_bounce):
+    raw = make_bounce("Your message to <m.fischer@example.de> was automatically rejected:\n"
+                      "Dieses Postfach wurde deaktiviert und wird nicht mehr gelesen.\n"
+                      "Bitte wenden Sie sich kuenftig an info@example.de.\n")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["m.fischer@example.de"]
