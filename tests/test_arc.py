@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
@@ -53,8 +54,12 @@ def txt(text: str) -> list[tuple[str, object]]:
 
 
 KEYS = {name: _key(1024) for name in ("forwarder", "second")}
+FORWARDER_RECORD = key_record(KEYS["forwarder"].public_key())
 ZONE = merge({
-    "arc._domainkey.forwarder.test": txt(key_record(KEYS["forwarder"].public_key())),
+    "arc._domainkey.forwarder.test": txt(FORWARDER_RECORD),
+    # The forwarder's key again, under what its record restricts (RFC 6376 §3.6.1): h=, the hashes allowed.
+    "sha1only._domainkey.forwarder.test": txt(FORWARDER_RECORD.replace("k=rsa;", "k=rsa; h=sha1;")),
+    "sha256too._domainkey.forwarder.test": txt(FORWARDER_RECORD.replace("k=rsa;", "k=rsa; h=sha1 : SHA256;")),
     "arc._domainkey.second.test": txt(key_record(KEYS["second"].public_key())),
     "arc._domainkey.slow.test": [("TIMEOUT", None)],
     "arc._domainkey.twice.test": [("TXT", "v=DKIM1; p=AAAA"), ("TXT", "v=DKIM1; p=BBBB")],
@@ -193,6 +198,49 @@ def test_a_key_over_4096_bits_is_refused(server: TestDNSServer, tmp_path: Path) 
         server.load(ZONE)
     assert result.result == "fail"
     assert "8192-bit RSA key refused" in result.reason
+
+
+@dataclass(frozen=True)
+class SplitSealer(Sealer):
+    """A sealer whose ARC-Seal names another selector than its ARC-Message-Signature (the same key is published
+    under both), so that one of the two meets a key record the other does not."""
+
+    seal_selector: str = "arc"
+
+    def _signature(self, name, tags, covered, headers):  # type: ignore[no-untyped-def]
+        if name == b"ARC-Seal":
+            tags = [(tag, self.seal_selector.encode() if tag == b"s" else value) for tag, value in tags]
+        return super()._signature(name, tags, covered, headers)
+
+
+def split_sealed(server: TestDNSServer, tmp_path: Path, ams: str, seal: str) -> ArcResult:
+    forwarder = sealer(tmp_path, "forwarder.test")
+    split = SplitSealer(forwarder.domain, ams, forwarder.key, seal)
+    return verify(server, forward(server, MESSAGE, split, "mx.forwarder.test; dmarc=pass"))
+
+
+@pytest.mark.parametrize(
+    ("ams", "seal", "failed"),
+    [
+        ("sha1only", "arc", "Most recent ARC-Message-Signature did not validate"),
+        ("arc", "sha1only", "ARC-Seal[1] did not validate"),
+    ],
+    ids=["ams-key", "seal-key"],
+)
+def test_a_key_whose_h_does_not_list_sha256_fails_the_chain(server, tmp_path, ams: str, seal: str, failed: str) -> None:
+    """The key record's h= as DKIM honours it (the same helper, checks/dkim.py KeyLimits.forbids): RFC 8617
+    §4.1.2 gives the AMS a DKIM-Signature's semantics, and an AS is verified with a key from the same records.
+    dkimpy ignores h= in key records and passes both chains."""
+    result = split_sealed(server, tmp_path, ams, seal)
+    reason = f"{failed} (the key's h= does not allow sha256 (RFC 6376 section 3.6.1))"
+    assert (result.result, result.reason, result.unsure) == ("fail", reason, False)
+    assert result.resinfo().startswith("arc=fail (i=1: " + failed)
+
+
+@pytest.mark.parametrize(("ams", "seal"), [("sha256too", "sha256too"), ("arc", "sha256too"), ("sha256too", "arc")])
+def test_a_key_whose_h_lists_sha256_among_others_passes(server, tmp_path, ams: str, seal: str) -> None:
+    result = split_sealed(server, tmp_path, ams, seal)
+    assert (result.result, result.instances) == ("pass", 1), result.reason
 
 
 SMALL_KEY = """\

@@ -9,6 +9,13 @@ recent ARC-Message-Signature and every ARC-Seal verified, cv= checked in each se
   older AMSs are not verified at all (RFC 8617 §5.2 step 5 asks for the most recent one only);
 - keys come through mailwarden's resolver (cache, per-message DNS budget) and are read and bounded as DKIM
   reads them (checks/dkim.py: one record, RSA keys of 1024-4096 bits, refused before any arithmetic);
+- what the key record restricts is honoured as DKIM honours it, by the same helper (dkim.KeyLimits.forbids),
+  for the AMS and for every AS: a key whose h= does not list the signature's hash fails it. RFC 8617 §4.1.2
+  gives the AMS the syntax and semantics of a DKIM-Signature, and an AS is verified with a key from the same
+  records (its a=, d=, s= as DKIM's); h= is a property of the key whatever field it verifies. t=s is not
+  applied: it restricts the i= identity of DKIM, and ARC's i= is an instance number. t=y is not reported:
+  RFC 8617 says nothing of it, and an ARC result is about the chain, not one signer. dkimpy checks none of
+  this (it reads only p= and k= of a key record);
 - RFC 8617 where dkimpy follows the 2018 draft: a chain in which an ARC-Seal says cv=fail is `fail`
   (§5.2 steps 3 and 4; dkimpy returns no result), and instances above 50 make the chain fail (§4.2.1).
 A key lookup that fails on DNS trouble fails the chain too ("arc" has no temperror in RFC 8617), but the
@@ -48,7 +55,7 @@ from ..dns import DNSTempError
 from ..headers import comment
 from .base import CheckResult, DnsContext, Field, Subject
 from .bodyhash import BodyHash
-from .dkim import QUIET, RSA_BITS, KeyProblem, public_key
+from .dkim import QUIET, RSA_BITS, KeyProblem, key_record
 from .message import Fields, Message, MessageCheck
 
 if TYPE_CHECKING:
@@ -198,13 +205,16 @@ class _Chain(dkim.ARC):
             sig = {tag: value for tag, value in sig.items() if tag != b"bh"}
         name = (sig[b"s"] + b"._domainkey." + sig[b"d"]).decode("ascii", "replace")
         try:
-            self.pk, self.keysize, self.ktag, self.seqtlsrpt = public_key(name, self.dns)
+            self.pk, self.keysize, self.ktag, self.seqtlsrpt, limits = key_record(name, self.dns)
         except DNSTempError as exc:
             self.dns_error = True
             self.note(f"key lookup failed: {exc}")
             return False
         except KeyProblem as exc:
             self.note(str(exc))
+            return False
+        if refused := limits.forbids(sig.get(b"a", b"")):  # the key's h=, as for DKIM; no i= identity here
+            self.note(refused)
             return False
         return bool(self.verify_sig_process(sig, include_headers, sig_header, dnsfunc))
 

@@ -181,19 +181,29 @@ def _validate_expiry(tags: dict[bytes, bytes]) -> None:
 
 @dataclass(frozen=True)
 class KeyLimits:
-    """What a key record restricts (RFC 6376 §3.6.1), which dkimpy does not check."""
+    """What a key record says about the use of its key (RFC 6376 §3.6.1), which dkimpy does not check. DKIM
+    and ARC (checks/arc.py: an ARC-Message-Signature is verified as a DKIM-Signature is, RFC 8617 §4.1.2,
+    and an ARC-Seal with a key from the same records) ask `forbids` the same question."""
 
     hashes: frozenset[bytes] | None = None  # h=: the hash algorithms the key may be used with; None: any
     strict: bool = False  # t=s: the i= domain must be d= itself, no subdomain
 
-
-def public_key(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool]:
-    """(key, bits, k=, tlsrpt) of the key record at `name` as dkimpy reads it; raises KeyProblem, DNSTempError."""
-    return key_record(name, dns)[:4]  # type: ignore[return-value]
+    def forbids(self, algorithm: bytes, identity: bytes | None = None, domain: bytes = b"") -> str:
+        """Why the key may not verify a signature with a= `algorithm`, "" when it may: a hash its h= does not
+        list ("inappropriate hash algorithm", RFC 6376 §6.1.2); with `identity`, the domain of a
+        DKIM-Signature's i=, one that is a subdomain of `domain` (d=) under t=s. ARC passes no identity: its
+        i= is the instance number, not an identity, so t=s has nothing to restrict there."""
+        hash_name = algorithm.rpartition(b"-")[2].lower()
+        if self.hashes is not None and hash_name not in self.hashes:
+            return f"the key's h= does not allow {_text(hash_name)} (RFC 6376 section 3.6.1)"
+        if self.strict and identity is not None and identity.lower() != domain.lower():
+            return "i= is a subdomain of d=, which the key's t=s forbids (RFC 6376 section 3.6.1)"
+        return ""
 
 
 def key_record(name: str, dns: DnsContext) -> tuple[object, int, bytes, bool, KeyLimits]:
-    """public_key() and the record's KeyLimits."""
+    """(key, bits, k=, tlsrpt, KeyLimits) of the key record at `name` as dkimpy reads it, and what the record
+    restricts; raises KeyProblem, DNSTempError."""
     records = [b"".join(value) for value in dns.lookup(name, "TXT").values()]  # type: ignore[arg-type]
     if not records:
         raise KeyProblem(f"no key record at {name}")
@@ -211,7 +221,8 @@ def _evaluate(record: bytes) -> tuple[object, int, bytes, bool, KeyLimits]:
     except Exception as exc:  # dkimpy's ASN.1, base64 and NaCl errors on hostile keys  # noqa: BLE001
         raise KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
     hashes = frozenset(h.strip().lower() for h in tags[b"h"].split(b":")) if b"h" in tags else None
-    limits = KeyLimits(hashes, b"s" in (flag.strip().lower() for flag in tags.get(b"t", b"").split(b":")))
+    flags = {flag.strip().lower() for flag in tags.get(b"t", b"").split(b":")}
+    limits = KeyLimits(hashes, b"s" in flags)
     if kind == b"rsa":
         if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
             raise KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
@@ -346,12 +357,9 @@ class DkimCheck(MessageCheck[DkimResult]):
             return verdict("temperror", f"key lookup failed: {exc}")
         except KeyProblem as exc:
             return verdict("permerror", str(exc))
-        hash_name = parsed.body_hash.algorithm.encode()
-        if limits.hashes is not None and hash_name not in limits.hashes:
-            return verdict("fail", f"the key's h= does not allow {hash_name.decode()} (RFC 6376 section 3.6.1)")
         identity = tags.get(b"i", b"@" + tags[b"d"]).rpartition(b"@")[2]
-        if limits.strict and identity.lower() != tags[b"d"].lower():
-            return verdict("fail", "i= is a subdomain of d=, which the key's t=s forbids (RFC 6376 section 3.6.1)")
+        if refused := limits.forbids(tags[b"a"], identity, tags[b"d"]):
+            return verdict("fail", refused)
         digest = message.digests.get(parsed.body_hash)
         try:
             expected = base64.b64decode(b"".join(tags[b"bh"].split()), validate=True)
