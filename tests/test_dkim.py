@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailwarden.checks.dkim import MAX_SIGNATURES
+from mailwarden.checks.message import split_message
 from mailwarden.cli import check_report
 from mailwarden.config import parse
-from mailwarden.engine import Engine
+from mailwarden.engine import Edits, Engine
+from mailwarden.session import Envelope, Session
 
 from .conftest import GOOD_IP, ZONE, message_check_config
 from .dnsserver import TestDNSServer, merge
@@ -27,6 +29,7 @@ from .signing import (
     RFC8463_ZONE,
     RSA_1024,
     RSA_1024_RECORD,
+    dmarc_zone,
     key_zone,
     message,
     sign,
@@ -59,7 +62,10 @@ ZONE_DKIM = merge(
     # What a key record restricts (RFC 6376 §3.6.1): its hashes (h=) and, with t=s, i= to d= itself.
     key_zone("good.test", "sha1only", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; h=sha1;")),
     key_zone("good.test", "sha256too", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; h=sha1 : SHA256 : future;")),
-    key_zone("good.test", "strict", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; t=y:s;")),
+    key_zone("good.test", "strict", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; t=s;")),
+    # t=y, the domain testing DKIM (RFC 6376 §3.6.1), under a DMARC p=reject: what testing changes, and not.
+    key_zone("testing.test", "sel", RSA_1024_RECORD.replace("k=rsa;", "k=rsa; t=y;")),
+    dmarc_zone("testing.test", "v=DMARC1; p=reject"),
     {"twice._domainkey.good.test": [("TXT", "v=DKIM1; p=a"), ("TXT", "v=DKIM1; p=b")]},
     {"slow._domainkey.good.test": [("TIMEOUT", None)], "broken._domainkey.good.test": [("SERVFAIL", None)]},
 )
@@ -249,3 +255,61 @@ def test_every_signature_is_reported_and_at_most_ten_verified(engine, dkim_dns):
     assert results[:MAX_SIGNATURES] == [("pass", "good.test", "small")] * MAX_SIGNATURES
     assert results[MAX_SIGNATURES:] == [("policy", "", "")]
     assert len(dkim_dns.queries) - before <= 1  # one key, looked up once
+
+
+# -- t=y: the signer is testing DKIM (RFC 6376 §3.6.1) -------------------------------------------------------
+# Reported as verified, the testing noted in the comment (what OpenDKIM's documentation says it writes); DMARC
+# counts a pass as any pass, and a fail, as any fail, for nothing: that message fares as an unsigned one. The
+# dkim.py docstring says why.
+
+
+@pytest.fixture(scope="module")
+def enforcing(dkim_dns):
+    return Engine.from_config(parse(message_check_config(dkim_dns) + "[policy]\ndmarc_enforce = true\n"))
+
+
+def relayed(engine: Engine, raw: bytes) -> tuple[Edits, dict]:
+    """What the milter does with a message that a host of another domain relays (SPF cannot align with the
+    author's domain: DMARC rests on DKIM alone), and `mailwarden check --json`'s report of it."""
+    session = Session(ip="192.0.2.1", helo="mail.relay.test")
+    engine.connect(session)
+    envelope = Envelope(sender="list@relay.test")
+    engine.mail(session, envelope)
+    engine.rcpt(session, envelope, "bob@example.org")
+    fields, body = split_message(raw)
+    for name, value in fields:
+        engine.header(envelope, name, value)
+    engine.body(envelope, body)
+    return engine.end(session, envelope), check_report(engine, "192.0.2.1", "mail.relay.test", "list@relay.test", raw)
+
+
+def decision(edits: Edits) -> tuple[str, str, str]:
+    return edits.decision.action, edits.decision.code, edits.decision.xcode
+
+
+def test_a_signature_verified_with_a_testing_key_passes_noted_and_counts_for_dmarc(enforcing):
+    """A pass is reported as pass with the testing noted (OpenDKIM's documentation: the A-R indicates the test
+    mode), and DMARC counts it: the key proves that the domain signed the message whatever it is testing."""
+    edits, report = relayed(enforcing, sign(message("alice@testing.test"), "testing.test", "sel", RSA_1024))
+    (entry,) = dkim_entries(report)
+    assert (entry.result, entry.comment) == ("pass", "1024-bit key, rsa-sha256; key in testing mode (t=y)")
+    assert (report["dmarc"]["result"], report["dmarc"]["dkim_aligned"]) == ("pass", True)
+    assert decision(edits) == ("accept", "", "")
+
+
+def test_a_signature_failing_with_a_testing_key_is_fail_noted_and_fares_as_unsigned_mail(enforcing):
+    """RFC 6376 §3.6.1: verifiers MUST NOT treat a testing signer's mail differently from unsigned mail, even
+    should the signature fail. The A-R says what happened (fail, the testing noted); DMARC's result, its
+    report and the enforcement of p=reject are those of the same message unsigned."""
+    raw = message("alice@testing.test")
+    tampered = sign(raw, "testing.test", "sel", RSA_1024).replace(b"Hello.", b"Tampered.")
+    edits, report = relayed(enforcing, tampered)
+    (entry,) = dkim_entries(report)
+    assert (entry.result, entry.comment) == ("fail", "body hash did not verify; key in testing mode (t=y)")
+    unsigned_edits, unsigned = relayed(enforcing, raw.replace(b"Hello.", b"Tampered."))
+    assert [e.result for e in dkim_entries(unsigned)] == ["none"]
+    assert report["dmarc"] == unsigned["dmarc"]
+    assert report["dmarc"]["result"] == "fail"
+    dmarc_entry = entries(report["headers"]["Authentication-Results"], "dmarc")
+    assert dmarc_entry == entries(unsigned["headers"]["Authentication-Results"], "dmarc")
+    assert decision(edits) == decision(unsigned_edits) == ("reject", "550", "5.7.1")

@@ -28,6 +28,23 @@ record parsing; its Ed25519 key object). What it does not do, or does otherwise,
   the message. OpenDKIM 2.11 says permerror, Mail::DKIM (under authentication_milter) "invalid (signature is
   expired)", dkimpy refuses it only 10 hours after x= as a syntax error (mailwarden said neutral then).
   DMARC counts it as any signature that did not pass.
+- a key with t=y (the domain is testing DKIM; RFC 6376 §3.6.1: "Verifiers MUST NOT treat messages from
+  Signers in testing mode differently from unsigned email, even should the signature fail to verify")
+  changes no verdict: each one reached after the key lookup keeps its word and its comment ends "; key in
+  testing mode (t=y)". A fail stays `fail`: RFC 8601 §2.7.1 has no word for "failed, but the signer is
+  testing" (`none` says not signed, `neutral` not processable, `policy` not acceptable to us), and what
+  §3.6.1 asks is about treatment. Here a DKIM result is tag only and DMARC is the one thing that acts on
+  it, counting passes alone: a failing signature, testing or not, counts for nothing, and the message gets
+  the DMARC result and the enforcement the same message unsigned gets (tests/test_dkim.py). A reader of
+  the A-R learns of the testing from the comment. A pass stays `pass` and counts for DMARC as any pass:
+  that is unlike unsigned mail, against the letter of §3.6.1, on purpose. A verified signature proves that
+  d= signed the message, testing or not (the flag spares a signer the consequences of its own broken
+  signatures), a domain may leave t=y in a key long after its tests, and not counting such passes would make
+  `dmarc_enforce` refuse a p=reject domain's genuine forwarded mail, whose SPF no longer aligns. OpenDKIM
+  2.11 (Debian's, run with `-t` on the tests' messages) writes the same words and no note, `dkim=pass
+  (1024-bit key)` and `dkim=fail reason="signature verification failed" (1024-bit key)`, and skips its
+  On-BadSignature action for a failing t=y signature (its manual says its A-R indicates "both the failed
+  result and the test mode"); its A-R gives OpenDMARC a t=y pass as any other pass.
 A signature that cannot be processed (bad syntax, duplicated tags, unknown algorithm, From not signed) is
 neutral, as RFC 8601 §2.7.1 says.
 """
@@ -187,6 +204,7 @@ class KeyLimits:
 
     hashes: frozenset[bytes] | None = None  # h=: the hash algorithms the key may be used with; None: any
     strict: bool = False  # t=s: the i= domain must be d= itself, no subdomain
+    testing: bool = False  # t=y: the domain is testing DKIM (reported, not acted on differently: DkimCheck)
 
     def forbids(self, algorithm: bytes, identity: bytes | None = None, domain: bytes = b"") -> str:
         """Why the key may not verify a signature with a= `algorithm`, "" when it may: a hash its h= does not
@@ -222,7 +240,7 @@ def _evaluate(record: bytes) -> tuple[object, int, bytes, bool, KeyLimits]:
         raise KeyProblem(f"unusable key record: {type(exc).__name__}") from exc
     hashes = frozenset(h.strip().lower() for h in tags[b"h"].split(b":")) if b"h" in tags else None
     flags = {flag.strip().lower() for flag in tags.get(b"t", b"").split(b":")}
-    limits = KeyLimits(hashes, b"s" in flags)
+    limits = KeyLimits(hashes, b"s" in flags, b"y" in flags)
     if kind == b"rsa":
         if not RSA_BITS[0] <= bits <= RSA_BITS[1]:
             raise KeyProblem(f"{bits}-bit RSA key refused (accepted: {RSA_BITS[0]}-{RSA_BITS[1]})")
@@ -337,8 +355,10 @@ class DkimCheck(MessageCheck[DkimResult]):
         domain, selector = _names(value, lenient)
         prefix = "".join(_text(lenient.get(b"b", b"")).split())[:B_PREFIX]
 
+        testing = ""
+
         def verdict(result: str, reason: str) -> Signature:
-            return Signature(result, reason, domain, selector, prefix)
+            return Signature(result, reason + testing, domain, selector, prefix)
 
         try:
             parsed = _parse(value)
@@ -357,6 +377,8 @@ class DkimCheck(MessageCheck[DkimResult]):
             return verdict("temperror", f"key lookup failed: {exc}")
         except KeyProblem as exc:
             return verdict("permerror", str(exc))
+        if limits.testing:  # t=y: every verdict from here on says so (module docstring)
+            testing = "; key in testing mode (t=y)"
         identity = tags.get(b"i", b"@" + tags[b"d"]).rpartition(b"@")[2]
         if refused := limits.forbids(tags[b"a"], identity, tags[b"d"]):
             return verdict("fail", refused)
