@@ -4,7 +4,8 @@ Every MTA family of every corpus ("<source>/<family>", see corpus.family_of) is 
 the rest with the product's own training (train.fit: augmentation and seed phrasings included) and scored as
 is, paraphrased and with the codes removed. Settings are decided on these figures, never on one corpus part.
 
-    python -m mailwarden.classifier.crossval --corpus tests/data/dsn-corpus --corpus tests/data/bounce-extra
+    python -m mailwarden.classifier.crossval --corpus tests/data/dsn-corpus --corpus tests/data/bounce-extra \
+        --corpus tests/data/mta-formats
     (add --folds 8 for a quicker grouped k-fold while trying settings; the default holds out one family at a time)
 
 Training-time only: needs the ``train`` extra.

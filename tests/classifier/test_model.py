@@ -15,7 +15,7 @@ from mailwarden.classifier.features import model_text
 from mailwarden.classifier.model import OnnxModel
 from mailwarden.classifier.taxonomy import default_types
 
-from .conftest import CORPUS, EXTRA
+from .conftest import CORPUS, EXTRA, MTA_FORMATS
 
 
 def test_shipped_model_is_small_and_inside_the_package():
@@ -117,7 +117,7 @@ def test_onnx_model_agrees_with_the_training_time_model(tmp_path):
     from mailwarden.classifier.model import calibrate
     from mailwarden.classifier.train import train
 
-    examples = [e for root in (CORPUS, EXTRA) for e in corpus_examples(root)]
+    examples = [e for root in (CORPUS, EXTRA, MTA_FORMATS) for e in corpus_examples(root)]
     trained = train(examples, tmp_path / "m.onnx", with_seeds=True, progress=lambda _line: None)
     findings = [e.finding for e in examples]
     rebuilt = OnnxModel(tmp_path / "m.onnx")
