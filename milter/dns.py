@@ -98,7 +98,7 @@ class Resolver:
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
-                metrics.DNS_CACHE_HITS.inc()
+                metrics.count_dns_cache_hit()
                 return cached
             pending = self._pending.get(key)
             owner = pending is None
