@@ -46,12 +46,12 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
     """
 
     def wrap(method: Callback) -> Callback:
-        observe = metrics.timer(metrics.STAGE_SECONDS.labels(stage)) if timed else None
+        histogram = metrics.STAGE_SECONDS.labels(stage) if timed else None
         no_reply_bit = Milter.OPTIONAL_CALLBACKS.get(method.__name__, (0, 0))[0]
 
         @functools.wraps(method)
         def guarded(self: MailwardenMilter, *args: object) -> int:
-            start = time.perf_counter() if observe is not None else 0.0
+            start = time.perf_counter() if histogram is not None else 0.0
             try:
                 if self.failure is None:
                     return self.answer(method(self, *args), no_reply_bit)
@@ -59,8 +59,8 @@ def callback(stage: str, timed: bool = True) -> Callable[[Callback], Callback]:
                 event("callback-error", logging.ERROR, exc_info=True, stage=stage, client=self.session.ip)
                 self.failure = INTERNAL_ERROR
             finally:
-                if observe is not None:
-                    observe(time.perf_counter() - start)
+                if histogram is not None:
+                    histogram.observe(time.perf_counter() - start)
             return self.answer(Milter.TEMPFAIL, no_reply_bit)
 
         guarded.redecorate = wrap  # type: ignore[attr-defined]  # for protocols.without_reply

@@ -98,7 +98,7 @@ class Resolver:
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
-                metrics.count_dns_cache_hit()
+                metrics.DNS_CACHE_HITS.inc()
                 return cached
             pending = self._pending.get(key)
             owner = pending is None

@@ -118,7 +118,7 @@ class Engine:
             if check.stage != stage:
                 continue
             result = self.verdicts.get(check.name, subject) or self._run_check(check, subject, budget)
-            metrics.counter(metrics.CHECK_RESULTS, check.name, result.result)()
+            metrics.child(metrics.CHECK_RESULTS, check.name, result.result).inc()
             results[check.name] = result
         return results
 
@@ -172,7 +172,7 @@ class Engine:
         else:
             policy = self.config.policy_for(domain_of(recipient))
             decision = decide(self.results(session, envelope), policy)
-        metrics.counter(metrics.ACTIONS, decision.action, decision.key or "none")()
+        metrics.child(metrics.ACTIONS, decision.action, decision.key or "none").inc()
         if decision.accepted:
             envelope.recipients.append(recipient)
         else:
@@ -217,7 +217,7 @@ class Engine:
         results_so_far = message.results  # this message's own dict: each check sees the results before it
         for check in self.message_checks:
             result = self._run_check(check, message, budget)
-            metrics.counter(metrics.CHECK_RESULTS, check.name, result.result)()
+            metrics.child(metrics.CHECK_RESULTS, check.name, result.result).inc()
             envelope.results[check.name] = result
             results_so_far[check.name] = result  # type: ignore[index]
         results = [(check, envelope.results[check.name]) for check in self.message_checks]

@@ -25,7 +25,7 @@ class Verdicts:
         with self._lock:
             result = self._entries.get((check, subject))
         if result is not None:
-            metrics.count_verdict_cache_hit()
+            metrics.VERDICT_CACHE_HITS.inc()
         return result
 
     def put(self, check: str, subject: Subject, result: CheckResult, expires: float) -> None:
