@@ -50,6 +50,9 @@ FALLBACK_LINE_RE = re.compile(r"(?i)\s*(?:\(generated from |to:|cc:)")
 # An address that is the argument of "MAIL FROM:" (in a transcript, or an Exim "after MAIL FROM:<...>" line) is
 # the sender of the original, never a failed recipient; matched against the text just before the address.
 SENDER_ARGUMENT_RE = re.compile(r"(?i)from:\s*<?$")
+# An address this many words into an error reply is one the reason mentions ("... or send an e-mail to
+# dz@example.lv with the blocked sender"), not the recipient the reply is about, which comes first.
+MENTION_WORDS = 4
 # A Diagnostic-Code without a single letter states no reason: "X-Unix; 255" is a local program's exit status,
 # "smtp;" is empty. The human-readable part then says what happened.
 LETTER_RE = re.compile(r"[^\W\d_]")
@@ -389,6 +392,9 @@ def body_addresses(parsed: Parsed, own: set[str]) -> list[str]:
         for match in ADDRESS_RE.finditer(line):
             if SENDER_ARGUMENT_RE.search(line, max(0, match.start() - 8), match.start()):
                 continue
+            if mentioned_in_reply(line, match.start()):
+                fallback.append(match.group(0))
+                continue
             address = match.group(0)
             low = address.lower()
             if low in own or low in seen or not _looks_like_mailbox(low) or len(addresses) >= MAX_RECIPIENTS:
@@ -398,6 +404,12 @@ def body_addresses(parsed: Parsed, own: set[str]) -> list[str]:
     if addresses and "expanded from" in parsed.report_lower:
         return sender_side(addresses, parsed.report_text)
     return addresses or list(dict.fromkeys(a for a in fallback if a.lower() not in own))[:MAX_RECIPIENTS]
+
+
+def mentioned_in_reply(line: str, position: int) -> bool:
+    """Whether the address at ``position`` stands deep inside an error reply's words on its line."""
+    reply = REASON_START_RE.search(line, 0, position)
+    return reply is not None and len(WORD_RE.findall(ADDRESS_RE.sub("", line[reply.end():position]))) >= MENTION_WORDS
 
 
 def sender_side(addresses: list[str], text: str) -> list[str]:

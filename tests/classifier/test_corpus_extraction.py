@@ -143,8 +143,6 @@ EXTRA_ADDRESS_MISMATCH = {
     "bounceparser-warning-7": "product miss, kept: the anonymised 'fred@mailgrp1.a.b.c' has a one-letter top-level "
                               "domain, which text is not read as an address for",
     "bounceparser-warning-5": UNDETECTED + "taken for an auto-reply",
-    "bounce_email-tt_bounce_06": "product miss: the remote's explanation names a contact address on the line "
-                                 "after 'If you are not a spammer', taken for a second recipient",
     "flufl-bounce_01": "label disagreement: the label's 'dylan' is no address (the Jetmail notice names no domain)",
     "flufl-llnl_01": "product miss: addresses in the remote's prose (the address form, a contact) are taken "
                      "for recipients",

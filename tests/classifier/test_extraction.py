@@ -270,3 +270,13 @@ def test_a_contact_address_in_a_german_notice_is_no_recipient(make_bounce):
                       "Dieses Postfach wurde deaktiviert und wird nicht mehr gelesen.\n"
                       "Bitte wenden Sie sich kuenftig an info@example.de.\n")
     assert [address for address, _, _ in _findings(raw)[1]] == ["m.fischer@example.de"]
+
+
+def test_an_address_the_error_reply_mentions_is_no_recipient_and_leaves_the_reason_whole(make_bounce):
+    raw = make_bounce("Delivery to the following recipient failed permanently:\n\n     info@example.lv\n\n"
+                      "Technical details of permanent failure:\nPERM_FAILURE: SMTP Error (state 9): 550 5.7.1 Your "
+                      "message was blocked by our DNSBL. If you are not a spammer, send an e-mail message from "
+                      "another address to dz@example.lv with the blocked sender e-mail name.\n")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["info@example.lv"]
+    assert "blocked by our DNSBL" in findings[0].diagnostic
