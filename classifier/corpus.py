@@ -83,8 +83,23 @@ def align(findings: list[Finding], recipients: list[dict]) -> list[Finding]:
     padding = findings[-1:] or [Finding(recipient="")]
     by_position = (findings + padding * len(recipients))[:len(recipients)]
     by_address = {f.recipient.lower(): f for f in findings}
-    return [by_address.get((r.get("address") or "").lower(), positional)
+    return [by_address.get((labelled_address(r) or "").lower(), positional)
             for r, positional in zip(recipients, by_position, strict=True)]
+
+
+def labelled_address(recipient: dict) -> str | None:
+    """The address the sender wrote ("original", when the report states one) else the failed one ("address").
+
+    The product reports the first (extract.recipients_of): it is the address a sender can stop using.
+    """
+    original = recipient.get("original") or ""
+    return original if "@" in original else recipient.get("address") or None  # "": the message states none
+
+
+def delivered(recipient: dict) -> bool:
+    """A recipient the report says was delivered (not-a-bounce with a 2.x.x status): a failure report lists it
+    beside the failed ones, and the product reports only those that failed or wait."""
+    return recipient.get("category") == NOT_A_BOUNCE and (recipient.get("status") or "").startswith("2")
 
 
 # Fields of a finding that a text example may state (as `mailwarden bounces review --json` lists them), with the

@@ -22,6 +22,15 @@ BOUNCE_SUBJECT_RE = re.compile(
     r"|failure notice|mail delivery (?:failed|failure|system)|non.?delivery|could not be delivered"
     r"|mail system error|rejected|bounce|error|fail|not delivered|could not be sent|delivery notification"
     r"|unzustellbar|nicht zustellbar|non remis|no se puede entregar|エラー|不達|配信"
+    r"|não entregue|non consegnat|no entregado|onbestelbaar|niedostarczon|nedoručiteln|недоставлен|退信|未送达"
+)
+# "was not delivered" in the languages whose reports name no code (Portuguese, Italian, Spanish, Dutch, Polish,
+# Czech, Russian, Chinese, Korean).
+NOT_DELIVERED_ELSEWHERE = (
+    r"não (?:foi|pôde ser) entregue|non (?:è|e') stat[oa] consegnat|non (?:è|e') stato possibile consegnare"
+    r"|no (?:ha podido ser|pudo ser|fue|se ha) entregad|niet (?:worden )?afgeleverd|nie (?:została?|zostało) dostarczon"
+    r"|nebyla doručena|nemohla být doručena|не (?:было |может быть |удалось )?достав|无法投递|未能送达|投递失败"
+    r"|전달되지 않았|전송되지 않았|배달되지"
 )
 # The *_BODY_RE patterns are matched against lower-cased text (parts.lowered): faster than IGNORECASE.
 BOUNCE_BODY_RE = re.compile(
@@ -31,7 +40,7 @@ BOUNCE_BODY_RE = re.compile(
     r"|does not exist|no such user|mailbox (?:is )?full"
     r"|over quota|host unknown|message (?:was )?(?:bounced|returned)|failed recipient|giving up|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|wasn'?t delivered|delivery problem|retry time|expired|"
-    r"zugestellt|non remis|échec|失敗|できません|配信されませんでした|could not be sent"
+    r"zugestellt|non remis|échec|失敗|できません|配信されませんでした|could not be sent|" + NOT_DELIVERED_ELSEWHERE
 )
 # Wording only delivery reports use (a subset of BOUNCE_BODY_RE, or an SMTP reply with an enhanced code).
 REPORT_BODY_RE = re.compile(
@@ -39,7 +48,7 @@ REPORT_BODY_RE = re.compile(
     r"|permanent(?:ly)? (?:error|fatal|failure)|unable to deliver|(?:was|has|have) not been delivered"
     r"|was not delivered|could not be sent|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
-    r"|配信されませんでした|送信できませんでした"
+    r"|配信されませんでした|送信できませんでした|" + NOT_DELIVERED_ELSEWHERE
 )
 DELAY_BODY_RE = re.compile(
     r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"

@@ -41,8 +41,8 @@ MESSAGE_ID_LOCAL_RE = re.compile(r"^(?=.*\d)[0-9a-f.=_\-]{12,}$")
 INLINE_STATUS_RE = re.compile(r"(?im)^(?:Reporting-MTA|Final-Recipient|Original-Recipient):")
 # Lines where addresses are message identifiers, contact hints or (Exim) the alias a failed address was
 # expanded from, not recipients.
-NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|in-reply-to|references:|contact|please|helpdesk|support"
-                                   r"|wenden sie sich|kontaktieren|contactez|contatta")
+NOT_RECIPIENT_LINE_RE = re.compile(r"(?i)message-?id|^\s*(?:queue[- ]?)?id:|in-reply-to|references:|contact|please"
+                                   r"|helpdesk|support|wenden sie sich|kontaktieren|contactez|contatta")
 # Lines whose addresses count only when the text names no other: Exim's note under a failed address that an
 # alias expanded to ("(generated from alias@example.org)": the alias stands for an undisclosed address), and
 # the original's To/Cc quoted in the report ("  To:  list@example.org", cross-posted lists among them).
@@ -57,6 +57,7 @@ MENTION_WORDS = 4
 # "smtp;" is empty. The human-readable part then says what happened.
 LETTER_RE = re.compile(r"[^\W\d_]")
 WORD_RE = re.compile(r"[^\W\d_]{3,}")
+SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
 # A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
 FIELD_ADDRESS_RE = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 # The reason sentence (Finding.reason): it starts after the first error reply and its enhanced code ("550-5.1.1",
@@ -313,6 +314,13 @@ def with_lead_in(text: str, lowered: str, address: str, block: str) -> str:
     return block + "\n" + text[max(position - MAX_LEAD_IN, 0):position]
 
 
+def text_after(text: str, lowered: str, address: str) -> str:
+    """The text below the line of the address's first mention (as much as a lead-in above it)."""
+    position = lowered.find(address.lower())
+    start = text.find("\n", position) + 1 if position >= 0 else 0
+    return text[start:start + MAX_LEAD_IN] if start else ""
+
+
 def with_reply(text: str, block: str) -> str:
     """The one recipient's block, and the text from the line of the first error reply when the block has none:
     a session transcript names the recipient at its top and the remote's reply near its end."""
@@ -326,8 +334,11 @@ def with_reply(text: str, block: str) -> str:
 
 
 def says_something(block: str) -> bool:
-    """Whether a recipient block holds a word besides the address ("(user not found)" does)."""
-    return bool(WORD_RE.search(ADDRESS_RE.sub("", block)))
+    """Whether a recipient block holds a word besides the address ("(user not found)" does) in a sentence that
+    is not a contact hint ("Please reply to Postmaster@... if you feel this message to be in error" under the
+    address, where the reason stands above it)."""
+    sentences = SENTENCE_SPLIT_RE.split(" ".join(ADDRESS_RE.sub("", block).split()))
+    return any(WORD_RE.search(sentence) and not NOT_RECIPIENT_LINE_RE.search(sentence) for sentence in sentences)
 
 
 def transcript_before(text: str, start: int) -> list[str]:
@@ -440,6 +451,8 @@ def from_body(parsed: Parsed) -> list[Finding]:
         # A list of bare addresses under one reason ("... because of: 550 Mailbox disabled. The following
         # recipients were affected:"): each is its own line, read with the text above the list.
         lead_in = with_lead_in(text, lowered, addresses[0], "")
+        if not REASON_START_RE.search(lead_in):  # "... was not sent to the following recipients:", reason below
+            lead_in += "\n" + text_after(text, lowered, addresses[-1])
         blocks = [block.partition("\n")[0] + lead_in for block in blocks]
     elif len(addresses) == 1:
         blocks = [with_reply(text, with_lead_in(text, lowered, addresses[0], blocks[0]))]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .addresses import canonical
+from .corpus import delivered, labelled_address
 from .report import reported_findings
 
 DEFAULT_DSN_CORPUS = Path("tests/data/dsn-corpus")
@@ -103,18 +104,9 @@ def extra_truth(root: Path = DEFAULT_EXTRA) -> list[Truth]:
     if not path.exists():
         return []
     return [Truth(label["id"], root / label["file"], label["source"], label["family"],
-                  tuple(_sender_side(r) for r in label["recipients"])
+                  tuple(labelled_address(r) for r in label["recipients"] if not delivered(r))
                   if label["is_bounce"] and label.get("kind") != "success" else ())  # nothing failed or waits
             for label in _jsonl(path)]
-
-
-def _sender_side(recipient: dict) -> str | None:
-    """The address the sender wrote ("original", when the report states one) else the failed one ("address").
-
-    The product reports the first (extract.recipients_of): it is the address a sender can stop using.
-    """
-    original = recipient.get("original") or ""
-    return original if "@" in original else recipient.get("address") or None  # "": the message states none
 
 
 def reported_addresses(raw: bytes) -> list[str] | None:

@@ -153,3 +153,18 @@ def test_notice_of_a_sending_service_or_gateway_with_its_own_address_is_a_failur
     report = classifier.analyse(raw.encode())
     assert report.kind == "failure"
     assert [v.recipient for v in report.recipients] == ["jane.roe@example.net"]
+
+
+@pytest.mark.parametrize("subject, text", [
+    ("Mensagem não entregue - vírus detectado",
+     "A mensagem enviada para <vivi@example.com.br> não foi entregue porque\no nosso antivírus detectou um vírus.\n"),
+    ("Messaggio bloccato: rilevato virus",
+     "il messaggio da Lei inviato non è stato consegnato perché il filtro\nha rilevato un virus.\n\n"
+     "  Destinatario:  vivi@example.com.br\n"),
+])
+def test_a_notice_without_codes_in_portuguese_or_italian_from_a_null_sender_is_a_failure(classifier, subject, text):
+    raw = (f"Return-Path: <>\nFrom: Filter <no-reply@filter.example.net>\nTo: andre@example.net\n"
+           f"Subject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{text}")
+    report = classifier.analyse(raw.encode())
+    assert report.kind == "failure"
+    assert [v.recipient for v in report.recipients] == ["vivi@example.com.br"]

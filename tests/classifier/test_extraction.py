@@ -280,3 +280,30 @@ def test_an_address_the_error_reply_mentions_is_no_recipient_and_leaves_the_reas
     _, findings = reported_findings(raw)
     assert [f.recipient for f in findings] == ["info@example.lv"]
     assert "blocked by our DNSBL" in findings[0].diagnostic
+
+
+def test_reason_above_the_address_is_read_when_below_it_stands_only_a_contact_hint(make_bounce):
+    raw = make_bounce("This Message was undeliverable due to the following reason:\n\n"
+                      "The user(s) account is temporarily over quota.\n\n<grandad@isp.example.net>\n\n"
+                      "Please reply to Postmaster@isp.example.net\nif you feel this message to be in error.\n")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["grandad@isp.example.net"]
+    assert "temporarily over quota" in findings[0].diagnostic
+
+
+def test_reason_stated_below_a_list_of_bare_addresses_is_every_address_reason(make_bounce):
+    raw = make_bounce("Dear customer,\n\nYour message \"Fair\" was not sent to the following recipients:\n\n"
+                      "  choir@example.org.uk\n  j.owen@example.org.uk\n\n"
+                      "Reason: your account has sent more messages than allowed in a short period.\n\n"
+                      "  Remote error: 550 5.7.1 Outbound rate limit exceeded, slow down\n")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["choir@example.org.uk", "j.owen@example.org.uk"]
+    for finding in findings:
+        assert "rate limit exceeded" in finding.diagnostic and finding.status == "5.7.1"
+
+
+def test_an_id_field_shaped_like_an_address_is_no_recipient(make_bounce):
+    raw = make_bounce("[<00>] XMail bounce: Rcpt=[n.petrova@example.net];Error=[550 5.1.1 No such user here]\n\n"
+                      "[<01>] Error sending message [S4A2B01] from [xmail.example.org].\n\n"
+                      "ID:        <S4A2B01@xmail.example.org>\nRcpt To:   <n.petrova@example.net>\n")
+    assert [address for address, _, _ in _findings(raw)[1]] == ["n.petrova@example.net"]
