@@ -29,6 +29,8 @@ BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-dae
 BOUNCE_SENDER_NAME_RE = re.compile(r"(?i)mailer-daemon|mail[ .]delivery[ .](?:sub)?system")
 # Suffixes of a mailing list's administrative addresses ("announce-bounces@...").
 LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request"})
+# List managers that send from their own name ("sympa@lists.example.org", "LISTSERV@...").
+LIST_MANAGER_LOCALPARTS = frozenset({"sympa", "listserv", "majordomo", "mailman", "mlmmj", "ezmlm"})
 # Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
 ROBOT_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS | {"noreply", "no-reply"}
 
@@ -96,17 +98,27 @@ def list_address(address: str) -> str | None:
     """The posting address of the mailing list whose administrative address this is, if it is one.
 
     'announce-bounces@lists.example.org', 'announce-bounces+a=b.example@...' (VERP), 'announce-admin@...',
-    'announce-owner@...' and 'owner-announce@...' -> 'announce@lists.example.org'. A bounce sent to one of them
-    is about a member; the list's own address, on the returned post, is not the failed recipient.
+    'announce-owner@...', 'owner-announce@...' and 'announce+owner@...' -> 'announce@lists.example.org'. A
+    bounce sent to one of them is about a member; the list's own address, on the returned post, is not the
+    failed recipient.
     """
     local, at, domain = address.rpartition("@")
-    local = local.split("+")[0].lower()
+    local, _, tag = local.lower().partition("+")
     if not at or not local:
         return None
+    if tag.split("-")[0] in LIST_ROLES:  # mlmmj: 'announce+owner@...', 'announce+bounces-12@...'
+        return f"{local}@{domain}".lower()
     if local.startswith("owner-") and len(local) > 6:
         return f"{local[6:]}@{domain}".lower()
     name, dash, role = local.rpartition("-")
     return f"{name}@{domain}".lower() if dash and name and role in LIST_ROLES else None
+
+
+def is_list_robot(value: str) -> bool:
+    """Whether a From field or envelope sender names a mailing list's administrative address or a list
+    manager: the senders of a list's notices to a poster (a refused post among them)."""
+    addresses = find_addresses(value) or [bare_address(value)]
+    return any(list_address(a) or local_part(a).split("+")[0] in LIST_MANAGER_LOCALPARTS for a in addresses if a)
 
 
 def is_robot(address: str) -> bool:

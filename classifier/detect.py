@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .addresses import is_bounce_sender
+from .addresses import is_bounce_sender, is_list_robot
 from .envelope import EnvelopeFacts
 from .extract import Finding
 from .parts import Message, Parsed, content_type, header
@@ -22,7 +22,7 @@ BOUNCE_SUBJECT_RE = re.compile(
     r"|failure notice|mail delivery (?:failed|failure|system)|non.?delivery|could not be delivered"
     r"|mail system error|rejected|bounce|error|fail|not delivered|could not be sent|delivery notification"
     r"|unzustellbar|nicht zustellbar|non remis|no se puede entregar|エラー|不達|配信"
-    r"|não entregue|non consegnat|no entregado|onbestelbaar|niedostarczon|nedoručiteln|недоставлен|退信|未送达"
+    r"|não entregue|non consegnat|no entregado|onbestelbaar|niedostarczon|nedoručiteln|не ?доставлен|退信|未送达"
 )
 # "was not delivered" in the languages whose reports name no code (Portuguese, Italian, Spanish, Dutch, Polish,
 # Czech, Russian, Chinese, Korean).
@@ -49,6 +49,12 @@ REPORT_BODY_RE = re.compile(
     r"|was not delivered|could not be sent|transcript of session"
     r"|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}|failed recipient|mail delivery|returned mail"
     r"|配信されませんでした|送信できませんでした|" + NOT_DELIVERED_ELSEWHERE
+)
+# A mailing list's refusal of a post (matched only in notices from a list's own addresses, see detect_kind).
+LIST_REFUSAL_RE = re.compile(
+    r"not allowed to post|(?:has been|was|been) (?:automatically )?(?:rejected|denied|refused)"
+    r"|not (?:been )?distributed|unable to be delivered to the list|a été rejeté|n'a pas été (?:diffusé|distribué)"
+    r"|abgelehnt|rechazad|rifiutat|拒否されました|投稿権限"
 )
 DELAY_BODY_RE = re.compile(
     r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
@@ -124,6 +130,10 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
         if stated:
             return stated
     body = parsed.report_words
+    # A list's refusal of a post, From its own robot (not the reverse path: every list post has the list's bounce
+    # address there). List managers mark such notices as auto-replies.
+    if is_list_robot(header(msg, "From")) and LIST_REFUSAL_RE.search(body):
+        return "failure"
     # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
     robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)

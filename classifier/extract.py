@@ -360,12 +360,14 @@ def own_addresses(parsed: Parsed) -> set[str]:
     the returned original's envelope sender (original_sender).
 
     When the bounce goes to a mailing list's bounce address, the list's own address (the To of the returned
-    post) is one of them: the failure is a member's.
+    post) is one of them: the failure is a member's. A list's own notice (From its owner address, to a poster
+    whose post it refused) is about the list's address, so the sending side's list address is not.
     """
-    found = set()
-    for name in ("From", "To", "Cc", "Return-Path", "Reply-To", "Sender", "Delivered-To", "X-Original-To"):
-        found.update(a.lower() for a in find_addresses(header(parsed.msg, name)))
-    return found | {posting for a in found if (posting := list_address(a))} | original_sender(parsed)
+    found = {a.lower() for name in ("From", "Return-Path", "Reply-To", "Sender")
+             for a in find_addresses(header(parsed.msg, name))}
+    receiving = {a.lower() for name in ("To", "Cc", "Delivered-To", "X-Original-To")
+                 for a in find_addresses(header(parsed.msg, name))}
+    return found | receiving | {posting for a in receiving if (posting := list_address(a))} | original_sender(parsed)
 
 
 def original_sender(parsed: Parsed) -> set[str]:

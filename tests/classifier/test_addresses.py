@@ -108,6 +108,9 @@ def test_canonical_form_makes_one_mailbox_compare_equal():
     ("announce-bounces+member=example.com@lists.example.org", "announce@lists.example.org"),
     ("Mailman-Users-Admin@python.org", "mailman-users@python.org"),
     ("owner-neko@example.co.jp", "neko@example.co.jp"),
+    ("woodworking+owner@lists.example.com", "woodworking@lists.example.com"),
+    ("woodworking+bounces-help@lists.example.com", "woodworking@lists.example.com"),
+    ("jane+newsletter@example.org", None),
     ("jane-doe@example.org", None),
     ("bounces@example.org", None),
 ])

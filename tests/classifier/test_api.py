@@ -168,3 +168,26 @@ def test_a_notice_without_codes_in_portuguese_or_italian_from_a_null_sender_is_a
     report = classifier.analyse(raw.encode())
     assert report.kind == "failure"
     assert [v.recipient for v in report.recipients] == ["vivi@example.com.br"]
+
+
+@pytest.mark.parametrize("sender, subject, text", [
+    ("astro-club-owner@lists.example.org", "Request to mailing list Astro-club rejected",
+     "You are not allowed to post to this mailing list, and your message has been automatically rejected."),
+    ("SYMPA <sympa@listes.example.org>", "Votre message pour la liste astro-club a été rejeté",
+     "Votre message pour la liste astro-club@lists.example.org a été rejeté par le modérateur de la liste."),
+])
+def test_a_mailing_list_refusing_a_post_is_a_failure_for_the_list_address(classifier, sender, subject, text):
+    """Sent by the list's own robot (Sympa marks it as an auto-reply); the list is what refused the post."""
+    raw = (f"Return-Path: <astro-club-bounces@lists.example.org>\nFrom: {sender}\nTo: poster@example.net\n"
+           f"Subject: {subject}\nAuto-Submitted: auto-replied\nContent-Type: text/plain; charset=utf-8\n\n"
+           f"{text}\nList: astro-club@lists.example.org\n")
+    report = classifier.analyse(raw.encode())
+    assert report.kind == "failure"
+    assert [v.recipient for v in report.recipients] == ["astro-club@lists.example.org"]
+
+
+def test_a_list_post_that_merely_says_rejected_is_no_bounce(classifier):
+    raw = (b"Return-Path: <astro-club-bounces@lists.example.org>\nFrom: Jane <jane@example.net>\n"
+           b"To: astro-club@lists.example.org\nSubject: Re: telescope grant rejected\n"
+           b"Content-Type: text/plain\n\nOur grant application was rejected; we try again next year.\n")
+    assert classifier.analyse(raw).kind == "none"

@@ -233,4 +233,6 @@ def test_a_report_naming_ten_thousand_recipients_is_labelled_in_bounded_time_and
     report = analyse(raw)
     assert time.perf_counter() - started < 2.0
     assert report.bounce and 1 <= len(report.recipients) <= 100
-    assert {v.category for v in report.recipients} == {"bad-mailbox"}
+    # The X-Failed-Recipients field alone is larger than the part of a message that is parsed (parts.MAX_PARSED_
+    # BYTES): the recipients are known, the reason is not read, so nothing is claimed about it.
+    assert {(v.category, v.type) for v in report.recipients} == {("other", "unknown")}

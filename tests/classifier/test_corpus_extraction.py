@@ -159,6 +159,19 @@ EXTRA_ADDRESS_MISMATCH = {
     "flufl-sina_01": UNDETECTED + "undeclared GB2312 subject and body",
     "mta-formats-amavis-05": "label disagreement: the label lists the recipient amavis relayed to (named only in "
                              "the text); the product reports the delivery-status part's failed recipient",
+    **dict.fromkeys((f"mta-formats-discourse-0{n}" for n in range(1, 5)),
+                    UNDETECTED + "Discourse's mail-in notice: a no-reply sender and no bounce or refusal wording"),
+    **dict.fromkeys(("mta-formats-mailman2-02", "mta-formats-listserv-02", "mta-formats-listserv-05"),
+                    "product miss: a list's refusal names the list only in its subject or by name ('the CHEM-L "
+                    "list'), and the text names no address"),
+    **dict.fromkeys(("mta-formats-listserv-01", "mta-formats-listserv-03", "mta-formats-sympa-02",
+                     "mta-formats-ezmlm-02"),
+                    "product miss: a list's refusal names the list by its -request or -owner address, which is "
+                    "reported as written"),
+    "mta-formats-plesk-03": "product miss, kept on purpose: the failed address is also the bounce's own To (a "
+                            "message to oneself); the bounce's own addresses are never reported",
+    "mta-formats-mlmmj-03": "product miss: mlmmj's notice that some messages to a member bounced is taken for a "
+                            "failure of the list",
 }
 
 
