@@ -264,16 +264,31 @@ def _finding_from_block(block: Message, rcpt: str, parsed: Parsed, named: str, f
     # recipient does, and the codes come from it too.
     reason = diagnostic if LETTER_RE.search(diagnostic) else context or body
     status = preferred_status(find_status(header(block, "Status")), find_status(reason))
+    action = (header(block, "Action").split() or [None])[0]
     remote = strip_type(header(block, "Remote-MTA")) or None
     return Finding(
         recipient=rcpt,
-        action=(header(block, "Action").split() or [None])[0],
+        action=action,
         status=status,
         remote_mta=remote,
         reply_code=find_reply_code(reason),
-        diagnostic=compact(focused(reason)),
+        diagnostic=compact(focused(with_own_text(reason, recipient_block(body, parsed.body_lower, named, following)
+                                                 if named and gave_up(action, status) else ""))),
         stage=find_stage(reason + "\n" + context),
     )
+
+
+def gave_up(action: str | None, status: str | None) -> bool:
+    """A failed recipient with a temporary status: the MTA stopped retrying. Its Diagnostic-Code quotes only the
+    last temporary reply; the report's text about the recipient says why it stopped (Exim's "retry timeout
+    exceeded" under the address)."""
+    return (action or "").lower() == "failed" and (status or "")[:1] == "4"
+
+
+def with_own_text(reason: str, own: str) -> str:
+    """The reason, and the report's text about the recipient when that says more than the reason."""
+    own = own.strip()
+    return f"{reason}\n{own}" if own and own not in reason else reason
 
 
 def recipient_block(text: str, lowered: str, address: str, next_address: str | None = None) -> str:

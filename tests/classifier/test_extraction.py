@@ -307,3 +307,25 @@ def test_an_id_field_shaped_like_an_address_is_no_recipient(make_bounce):
                       "[<01>] Error sending message [S4A2B01] from [xmail.example.org].\n\n"
                       "ID:        <S4A2B01@xmail.example.org>\nRcpt To:   <n.petrova@example.net>\n")
     assert [address for address, _, _ in _findings(raw)[1]] == ["n.petrova@example.net"]
+
+
+def test_a_failed_recipient_with_a_temporary_status_is_read_with_the_text_that_says_the_mta_gave_up():
+    """Exim's Diagnostic-Code quotes only the last temporary reply; "retry timeout exceeded" is in its text."""
+    raw = _report("A message that you sent could not be delivered to one or more of its recipients.\n\n"
+                  "  r.moreau@example.fr\n    host mx.example.fr [198.51.100.61]\n"
+                  "    SMTP error from remote mail server after RCPT TO:<r.moreau@example.fr>:\n"
+                  "    451 4.7.1 Greylisting in action, please come back later\n    retry timeout exceeded\n",
+                  "Final-Recipient: rfc822;r.moreau@example.fr\nAction: failed\nStatus: 4.7.1\n"
+                  "Diagnostic-Code: smtp; 451 4.7.1 Greylisting in action, please come back later\n")
+    _, findings = reported_findings(raw.encode())
+    assert [(f.recipient, f.status, f.reply_code) for f in findings] == [("r.moreau@example.fr", "4.7.1", "451")]
+    assert findings[0].diagnostic.startswith("451 4.7.1 Greylisting in action")
+    assert "retry timeout exceeded" in findings[0].diagnostic
+
+
+def test_a_permanent_failure_is_read_from_its_diagnostic_code_alone():
+    raw = _report("A message that you sent could not be delivered.\n\n  jo@example.fr\n    a note the text adds\n",
+                  "Final-Recipient: rfc822;jo@example.fr\nAction: failed\nStatus: 5.1.1\n"
+                  "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n")
+    _, findings = reported_findings(raw.encode())
+    assert findings[0].diagnostic == "550 5.1.1 user unknown"
