@@ -258,8 +258,8 @@ def _finding_from_block(block: Message, rcpt: str, parsed: Parsed, named: str, f
     """``named``: how the text names the recipient (see mention); ``following``: how it names the next one."""
     body = parsed.body
     diagnostic = strip_type(header(block, "Diagnostic-Code"))
-    context = with_lead_in(body, parsed.body_lower, named,
-                           recipient_block(body, parsed.body_lower, named, following)) if named else ""
+    own = recipient_block(body, parsed.body_lower, named, following) if named else ""
+    context = with_lead_in(body, parsed.body_lower, named, own) if named else ""
     # An exit status ("X-Unix; 255") or no Diagnostic-Code states no reason: the body's text about the
     # recipient does, and the codes come from it too.
     reason = diagnostic if LETTER_RE.search(diagnostic) else context or body
@@ -272,8 +272,7 @@ def _finding_from_block(block: Message, rcpt: str, parsed: Parsed, named: str, f
         status=status,
         remote_mta=remote,
         reply_code=find_reply_code(reason),
-        diagnostic=compact(focused(with_own_text(reason, recipient_block(body, parsed.body_lower, named, following)
-                                                 if named and gave_up(action, status) else ""))),
+        diagnostic=compact(focused(with_own_text(reason, own) if gave_up(action, status) else reason)),
         stage=find_stage(reason + "\n" + context),
     )
 

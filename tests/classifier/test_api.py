@@ -138,6 +138,18 @@ def test_report_wording_wrapped_across_lines_is_recognised(classifier):
     assert [v.recipient for v in report.recipients] == ["k.yilmaz@example.com"]
 
 
+def _notice(sender: str, subject: str, text: str, *, reverse_path: str, extra: str = "") -> bytes:
+    """A plain-text notice as a filter, a sending service or a list manager writes it."""
+    return (f"Return-Path: <{reverse_path}>\nFrom: {sender}\nTo: poster@example.org\nSubject: {subject}\n{extra}"
+            f"Content-Type: text/plain; charset=utf-8\n\n{text}").encode()
+
+
+def _failed(classifier: BounceClassifier, raw: bytes) -> list[str]:
+    report = classifier.analyse(raw)
+    assert report.kind == "failure"
+    return [v.recipient for v in report.recipients]
+
+
 @pytest.mark.parametrize("subject, text", [
     ("Postmark SMTP: message could not be sent (inactive recipient)",
      "A message submitted over SMTP could not be sent.\n\n  To:  jane.roe@example.net\n\n"
@@ -148,11 +160,8 @@ def test_report_wording_wrapped_across_lines_is_recognised(classifier):
 ])
 def test_notice_of_a_sending_service_or_gateway_with_its_own_address_is_a_failure(classifier, subject, text):
     """Not from a bounce robot nor a null sender: a bounce-like subject and a report's wording decide."""
-    raw = (f"Return-Path: <notices@service.example.com>\nFrom: Service <notices@service.example.com>\n"
-           f"To: orders@example.com\nSubject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{text}")
-    report = classifier.analyse(raw.encode())
-    assert report.kind == "failure"
-    assert [v.recipient for v in report.recipients] == ["jane.roe@example.net"]
+    raw = _notice("Service <notices@service.example.com>", subject, text, reverse_path="notices@service.example.com")
+    assert _failed(classifier, raw) == ["jane.roe@example.net"]
 
 
 @pytest.mark.parametrize("subject, text", [
@@ -163,11 +172,8 @@ def test_notice_of_a_sending_service_or_gateway_with_its_own_address_is_a_failur
      "  Destinatario:  vivi@example.com.br\n"),
 ])
 def test_a_notice_without_codes_in_portuguese_or_italian_from_a_null_sender_is_a_failure(classifier, subject, text):
-    raw = (f"Return-Path: <>\nFrom: Filter <no-reply@filter.example.net>\nTo: andre@example.net\n"
-           f"Subject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{text}")
-    report = classifier.analyse(raw.encode())
-    assert report.kind == "failure"
-    assert [v.recipient for v in report.recipients] == ["vivi@example.com.br"]
+    raw = _notice("Filter <no-reply@filter.example.net>", subject, text, reverse_path="")
+    assert _failed(classifier, raw) == ["vivi@example.com.br"]
 
 
 @pytest.mark.parametrize("sender, subject, text", [
@@ -178,16 +184,13 @@ def test_a_notice_without_codes_in_portuguese_or_italian_from_a_null_sender_is_a
 ])
 def test_a_mailing_list_refusing_a_post_is_a_failure_for_the_list_address(classifier, sender, subject, text):
     """Sent by the list's own robot (Sympa marks it as an auto-reply); the list is what refused the post."""
-    raw = (f"Return-Path: <astro-club-bounces@lists.example.org>\nFrom: {sender}\nTo: poster@example.net\n"
-           f"Subject: {subject}\nAuto-Submitted: auto-replied\nContent-Type: text/plain; charset=utf-8\n\n"
-           f"{text}\nList: astro-club@lists.example.org\n")
-    report = classifier.analyse(raw.encode())
-    assert report.kind == "failure"
-    assert [v.recipient for v in report.recipients] == ["astro-club@lists.example.org"]
+    raw = _notice(sender, subject, f"{text}\nList: astro-club@lists.example.org\n",
+                  reverse_path="astro-club-bounces@lists.example.org", extra="Auto-Submitted: auto-replied\n")
+    assert _failed(classifier, raw) == ["astro-club@lists.example.org"]
 
 
 def test_a_list_post_that_merely_says_rejected_is_no_bounce(classifier):
-    raw = (b"Return-Path: <astro-club-bounces@lists.example.org>\nFrom: Jane <jane@example.net>\n"
-           b"To: astro-club@lists.example.org\nSubject: Re: telescope grant rejected\n"
-           b"Content-Type: text/plain\n\nOur grant application was rejected; we try again next year.\n")
+    raw = _notice("Jane <jane@example.net>", "Re: telescope grant rejected",
+                  "Our grant application was rejected; we try again next year.\n",
+                  reverse_path="astro-club-bounces@lists.example.org")
     assert classifier.analyse(raw).kind == "none"
