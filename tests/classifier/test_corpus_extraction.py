@@ -170,8 +170,6 @@ EXTRA_ADDRESS_MISMATCH = {
                     "reported as written"),
     "mta-formats-plesk-03": "product miss, kept on purpose: the failed address is also the bounce's own To (a "
                             "message to oneself); the bounce's own addresses are never reported",
-    "mta-formats-mlmmj-03": "product miss: mlmmj's notice that some messages to a member bounced is taken for a "
-                            "failure of the list",
 }
 
 
