@@ -27,7 +27,7 @@ from .checks import registered
 from .checks.base import Check, CheckResult, DnsContext, Field, Stage, Subject
 from .checks.message import Message, MessageCheck, MessageReader, field_of, read_message
 from .classifier import BounceClassifier, EnvelopeFacts, header_value
-from .classifier.addresses import bare_address, is_bounce_sender
+from .classifier.addresses import bare_address, is_bounce_sender, is_list_robot
 from .config import Config
 from .dns import Budget, Resolver
 from .events import reporting_mta_of
@@ -72,9 +72,12 @@ def _names_bounce_sender(sender: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _from_may_be_bounce(value: str) -> bool:
-    """Whether a From field's value names a sender of bounces (Engine.may_be_bounce with a classifier); kept, as
-    the same From values come again (parsing one with email.utils costs ~10 µs)."""
-    return _names_bounce_sender(parseaddr(value)[1] or value)
+    """Whether a From field's value names a sender of bounces (Engine.may_be_bounce with a classifier) or a
+    mailing list's own robot, which writes a list's refusals of posts (the envelope sender does not count for
+    that: every list post carries the list's bounce address there); kept, as the same From values come again
+    (parsing one with email.utils costs ~10 µs)."""
+    sender = parseaddr(value)[1] or value
+    return _names_bounce_sender(sender) or is_list_robot(sender)
 
 
 def domain_of(address: str) -> str:

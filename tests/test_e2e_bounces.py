@@ -28,12 +28,12 @@ def label_fields(value: str) -> dict[str, str]:
     return match.groupdict()
 
 
-def deliver_bounce(postfix: Postfix, raw: bytes) -> dict[str, str]:
-    """Send `raw` with the null envelope sender, as a bounce arrives, and return the fields of the one
-    X-Mailwarden-Bounce it was delivered with."""
+def deliver_bounce(postfix: Postfix, raw: bytes, sender: str = "") -> dict[str, str]:
+    """Send `raw` with the null envelope sender (as a bounce arrives) or `sender`, and return the fields of the
+    one X-Mailwarden-Bounce it was delivered with."""
     marker = f"mw-{uuid.uuid4().hex}"
     with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("", ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + raw)
+        smtp.sendmail(sender, ["bob@example.org"], f"X-Test-Marker: {marker}\r\n".encode() + raw)
     (value,) = postfix.delivered(marker).get_all("X-Mailwarden-Bounce")
     return label_fields(value)
 
@@ -54,6 +54,20 @@ def test_bounce_known_only_by_its_null_envelope_sender_is_labelled(mta):
     label = deliver_bounce(mta, without_return_path)
     assert (label["rcpt"], label["category"], label["type"]) == (
         "kijitora@00000000000000.dion.ne.jp", "quota-issues", "transient")
+
+
+def test_a_mailing_list_refusing_a_post_is_labelled_for_the_list_address(mta):
+    """Mailman writes it From the list's owner address with the list's bounce address as envelope sender: no
+    null sender, no MAILER-DAEMON; the From is what makes the milter keep the body for the classifier."""
+    raw = (b"From: astro-club-owner@lists.example.org\r\nTo: bob@example.org\r\n"
+           b"Subject: Request to mailing list Astro-club rejected\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+           b"You are not allowed to post to this mailing list, and your message has been automatically\r\n"
+           b"rejected.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n"
+           b"From: bob@example.org\r\nTo: astro-club@lists.example.org\r\nSubject: Star party\r\n\r\n"
+           b"Saturday?\r\n--b--\r\n")
+    label = deliver_bounce(mta, raw, sender="astro-club-bounces@lists.example.org")
+    assert (label["rcpt"], label["category"]) == ("astro-club@lists.example.org", "invalid-sender")
 
 
 def test_postfix_generated_bounce_is_labelled(mta):
