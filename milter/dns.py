@@ -143,7 +143,7 @@ class Resolver:
             budget.queries += 1
             metrics.DNS_QUERIES.inc()
             try:
-                response = _ask(nameserver, dns.message.make_query(qname, qtype), min(self.timeout, remaining))
+                response = _ask(nameserver, dns.message.make_query(qname, qtype), self.timeout, budget)
                 return _answer(name, rdtype, response)
             except dns.exception.Timeout:
                 metrics.DNS_TIMEOUTS.inc()
@@ -158,13 +158,19 @@ class _Rcode(dns.exception.DNSException):
     """An answer whose rcode is an error (SERVFAIL, REFUSED, ...): the next nameserver is asked."""
 
 
-def _ask(nameserver: dns.nameserver.Nameserver, query: dns.message.QueryMessage, timeout: float) -> dns.message.Message:
-    """One query to one nameserver within `timeout`: over UDP and again over TCP if the answer was truncated."""
-    deadline = time.monotonic() + timeout
+def _ask(
+    nameserver: dns.nameserver.Nameserver, query: dns.message.QueryMessage, timeout: float, budget: Budget
+) -> dns.message.Message:
+    """One query to one nameserver over UDP and, if the answer was truncated, again over TCP: each is a query of
+    its own with the per-query `timeout` (a slow truncated UDP answer must not leave the TCP retry no time, or a
+    large SPF record fails on every nameserver alike), both within what is left of the budget."""
     try:
-        return nameserver.query(query, timeout, None, 0, max_size=False)
+        return nameserver.query(query, min(timeout, budget.remaining()), None, 0, max_size=False)
     except dns.message.Truncated:
-        return nameserver.query(query, max(deadline - time.monotonic(), 0.001), None, 0, max_size=True)
+        remaining = budget.remaining()
+        if remaining <= 0:
+            raise dns.exception.Timeout from None
+        return nameserver.query(query, min(timeout, remaining), None, 0, max_size=True)
 
 
 def _answer(name: str, rdtype: str, response: dns.message.Message) -> Answer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterable
 
 import dns.nameserver
@@ -62,6 +63,7 @@ class ZoneResolver:
         self.zone = {name.lower().rstrip("."): list(records) for name, records in zone.items()}
         self.ttl = ttl
         self.queries: list[tuple[str, str]] = []
+        self.delay: dict[str, float] = {}  # protocol ("udp" / "tcp") -> seconds every answer over it waits
 
     def _fault(self, name: str, qtype: str) -> str | None:
         """The fault to play for this query, if any. A name-wide fault listed after records of the type
@@ -114,7 +116,8 @@ class ZoneResolver:
 
 
 class _Handler(DNSHandler):
-    """Stays silent for TIMEOUT, sends garbage for GARBAGE, truncates UDP answers over 512 bytes."""
+    """Stays silent for TIMEOUT, sends garbage for GARBAGE, truncates UDP answers over 512 bytes, waits the
+    resolver's delay for its protocol before answering."""
 
     def handle(self) -> None:
         with contextlib.suppress(_NoReply):
@@ -122,6 +125,7 @@ class _Handler(DNSHandler):
 
     def get_reply(self, data: bytes) -> bytes:
         request = DNSRecord.parse(data)
+        time.sleep(self.server.resolver.delay.get(self.protocol, 0.0))
         try:
             reply = self.server.resolver.resolve(request, self)
         except _Garbage:

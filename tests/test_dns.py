@@ -34,7 +34,7 @@ def server():
 
 @pytest.fixture
 def resolver(server):
-    return Resolver([server.nameserver()], timeout=0.3)
+    return Resolver([server.nameserver()], timeout=1.0)
 
 
 def test_answer_follows_cname_chain(resolver):
@@ -50,6 +50,16 @@ def test_nxdomain_is_an_answer_not_an_error(resolver):
 
 def test_truncated_udp_answer_is_retried_over_tcp(resolver, server):
     answer = resolver.lookup("big.test", "TXT", Budget(5))
+    assert len(answer.values()) == 40
+
+
+def test_tcp_retry_after_a_slow_truncated_answer_gets_a_query_timeout_of_its_own(server):
+    resolver = Resolver([server.nameserver()], timeout=1.0)
+    server.resolver.delay = {"udp": 0.7, "tcp": 0.5}
+    try:
+        answer = resolver.lookup("big.test", "TXT", Budget(5))
+    finally:
+        server.resolver.delay = {}
     assert len(answer.values()) == 40
 
 
