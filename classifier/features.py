@@ -45,6 +45,12 @@ SPELLINGS = (
 # All variants in one scan; the empty named group after the first letter says which one matched.
 SPELLING_RE = re.compile(at_word_start(*(f"{pattern[0]}(?P<v{i}>){pattern[1:]}"
                                          for i, (pattern, _) in enumerate(SPELLINGS))))
+# A word that contains one of these stems also reads as the stem: a filter's or product's name ("SpamAssassin",
+# "dspam", "SpamProfiler", "antivirus", "VirusWall") is a token no training text has, the stem one every
+# text about it shares. Block lists named after spam say something else (reputation) and stay whole.
+STEMS = ("spam", "virus", "quota", "malware", "phish")
+WHOLE = ("spamhaus", "spamcop", "spamrats")
+COMPOUND_RE = re.compile(rf"\b(?!(?:{'|'.join(WHOLE)})\b)\w*?({'|'.join(STEMS)})\w*")
 MAX_WORDS = 64
 # The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
 MAX_CHARS = 600
@@ -65,7 +71,13 @@ def normalise(text: str) -> str:
     text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", text))
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
+    text = COMPOUND_RE.sub(_with_stem, text)
     return " ".join(WORD_RE.findall(text)[:MAX_WORDS])
+
+
+def _with_stem(match: re.Match[str]) -> str:
+    word, stem = match.group(0), match.group(1)
+    return word if word == stem else f"{stem} {word}"
 
 
 def model_text(finding: Finding) -> str:

@@ -81,6 +81,15 @@ def test_a_confident_text_overrules_the_status_code_and_a_bare_code_follows_it(c
     assert classifier.classify_text("552 5.2.2").category == "quota-issues"
 
 
+@pytest.mark.parametrize(("text", "category"), [
+    ("550 Message refused by SpamGuardian", "spam-related"),
+    ("554 Rejected by the AntiSpamShield filter", "spam-related"),
+    ("554 Message rejected: AntiVirusGate found W32/Bagle", "virus-related"),
+])
+def test_a_filter_unknown_to_training_is_read_by_the_stem_in_its_name(classifier, text, category):
+    assert classifier.classify_text(text).category == category
+
+
 def test_status_prior_takes_the_most_specific_level_it_knows():
     from mailwarden.classifier.model import with_prior
 
