@@ -38,6 +38,7 @@ def test_bare_address_drops_brackets_and_display_name(value, bare):
     '"Postmaster"@example.org',
     "postmaster@localhost",                          # no dot in the domain: not matched by ADDRESS_RE
     "Mail Delivery System <mail-daemon@mx.example.net>",
+    "MDaemon@mail.example.com",                      # MDaemon's reports
 ])
 def test_bounce_senders_are_named(sender):
     assert is_bounce_sender(sender)

@@ -153,7 +153,6 @@ EXTRA_ADDRESS_MISMATCH = {
                           "bounce's own addresses are never reported",
     "flufl-simple_03": UNDETECTED + "Exim delay warning ('message delayed 24 hours')",
     "flufl-simple_21": UNDETECTED + "'Warning: message has not yet been delivered'",
-    "flufl-simple_27": UNDETECTED + "MDaemon 'Warning: ... User unknown!' from MDaemon@",
     "flufl-simple_35": UNDETECTED + "sender 'Postmaster\\@example.com@xxx.com' and a warning subject",
     "flufl-simple_40": UNDETECTED + "'Warning: message delayed 2 days'",
     "flufl-sina_01": UNDETECTED + "undeclared GB2312 subject and body",
