@@ -10,7 +10,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .addresses import ADDRESS_RE, find_addresses, first_address, is_bounce_sender, is_robot, list_address
+from .addresses import (
+    ADDRESS_RE,
+    find_addresses,
+    first_address,
+    is_bounce_sender,
+    is_list_robot,
+    is_robot,
+    list_address,
+)
 from .codes import find_reply_code, find_status
 from .parts import (
     FIELD_RE,
@@ -459,6 +467,8 @@ def from_body(parsed: Parsed) -> list[Finding]:
     text = parsed.report_text
     own = own_addresses(parsed)
     addresses = body_addresses(parsed, own)
+    if is_list_robot(header(parsed.msg, "From")):
+        addresses = lists_posted_to(addresses)
     if not addresses:
         return [finding_from_text(next(iter(original_recipients(parsed, own)), ""), text)]
     lowered = parsed.report_lower
@@ -473,6 +483,12 @@ def from_body(parsed: Parsed) -> list[Finding]:
     elif len(addresses) == 1:
         blocks = [with_reply(text, with_lead_in(text, lowered, addresses[0], blocks[0]))]
     return [finding_from_text(address, block) for address, block in zip(addresses, blocks, strict=True)]
+
+
+def lists_posted_to(addresses: list[str]) -> list[str]:
+    """A list's notice to a poster names the list by its posting address or by an administrative one
+    ("ALUMNI-NEWS-request@...", "photo-jp-owner@..."); either way the post failed for the posting address."""
+    return list(dict.fromkeys(list_address(a) or a for a in addresses))
 
 
 def finding_from_text(address: str, text: str) -> Finding:

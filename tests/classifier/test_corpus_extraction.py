@@ -163,10 +163,8 @@ EXTRA_ADDRESS_MISMATCH = {
     **dict.fromkeys(("mta-formats-mailman2-02", "mta-formats-listserv-02", "mta-formats-listserv-05"),
                     "product miss: a list's refusal names the list only in its subject or by name ('the CHEM-L "
                     "list'), and the text names no address"),
-    **dict.fromkeys(("mta-formats-listserv-01", "mta-formats-listserv-03", "mta-formats-sympa-02",
-                     "mta-formats-ezmlm-02"),
-                    "product miss: a list's refusal names the list by its -request or -owner address, which is "
-                    "reported as written"),
+    "mta-formats-ezmlm-02": "product miss: ezmlm's refusal comes From MAILER-DAEMON, not from the list, so the "
+                            "-owner address its text names is reported as a second recipient",
     "mta-formats-plesk-03": "product miss, kept on purpose: the failed address is also the bounce's own To (a "
                             "message to oneself); the bounce's own addresses are never reported",
 }
