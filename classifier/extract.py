@@ -387,7 +387,7 @@ def own_addresses(parsed: Parsed) -> set[str]:
     """
     found = {a.lower() for name in ("From", "Return-Path", "Reply-To", "Sender")
              for a in find_addresses(header(parsed.msg, name))}
-    receiving = {a.lower() for name in ("To", "Cc", "Delivered-To", "X-Original-To")
+    receiving = {a.lower() for name in ("To", "Cc", "Delivered-To")
                  for a in find_addresses(header(parsed.msg, name))}
     return found | receiving | {posting for a in receiving if (posting := list_address(a))} | original_sender(parsed)
 
