@@ -58,7 +58,8 @@ LIST_REFUSAL_RE = re.compile(
 )
 DELAY_BODY_RE = re.compile(
     r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
-    r"|delivery (?:is )?delayed|not yet been delivered|will retry|warning: message still undelivered"
+    r"|delivery (?:is )?delayed|not yet been delivered|will retry|will be retried|attempts will continue"
+    r"|warning: message still undelivered"
 )
 FEEDBACK_SUBJECT_RE = re.compile(r"(?i)\bcomplaint\b|\babuse report|\bspam report|\bfeedback report")
 AUTO_REPLY_SUBJECT_RE = re.compile(

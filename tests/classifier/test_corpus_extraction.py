@@ -91,8 +91,6 @@ def test_corpus_lookalike_is_not_reported_as_bounce(label):
 EXTRA_NOTICES = [(root, label) for root in (EXTRA, MTA_FORMATS) for label in labels_of(root)
                  if not label["is_bounce"] or label.get("kind") in ("delay", "success")]
 FALSE_FAILURES = {
-    "flufl-simple_22": "product miss: Symantec's 'could not be delivered ... Delivery attempts will continue to "
-                       "be made for 5 day(s)' has no status code, and its failure wording wins over the retry",
     "mta-formats-mlmmj-03": "product miss: mlmmj's probe ('some messages to you could not be delivered') to a "
                             "subscriber is taken for a failure of the list's post",
     "mta-formats-gfi-03": "product miss: GFI MailEssentials' quarantine summary to a recipient (null sender, "
