@@ -54,8 +54,8 @@ def test_truncated_udp_answer_is_retried_over_tcp(resolver, server):
 
 
 def test_tcp_retry_after_a_slow_truncated_answer_gets_a_query_timeout_of_its_own(server):
-    resolver = Resolver([server.nameserver()], timeout=1.0)
-    server.resolver.delay = {"udp": 0.7, "tcp": 0.5}
+    resolver = Resolver([server.nameserver()], timeout=2.0)
+    server.resolver.delay = {"udp": 1.4, "tcp": 0.9}
     try:
         answer = resolver.lookup("big.test", "TXT", Budget(5))
     finally:
