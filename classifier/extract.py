@@ -487,7 +487,7 @@ def from_body(parsed: Parsed) -> list[Finding]:
 
 def lists_posted_to(addresses: list[str]) -> list[str]:
     """A list's notice to a poster names the list by its posting address or by an administrative one
-    ("ALUMNI-NEWS-request@...", "photo-jp-owner@..."); either way the post failed for the posting address."""
+    ("ALUMNI-NEWS-request@...", "astro-club-owner@..."); either way the post failed for the posting address."""
     return list(dict.fromkeys(list_address(a) or a for a in addresses))
 
 
