@@ -183,6 +183,8 @@ EXTRA_ADDRESS_MISMATCH = {
                     "list'), and the text names no address"),
     "mta-formats-ezmlm-02": "product miss: ezmlm's refusal comes From MAILER-DAEMON, not from the list, so the "
                             "-owner address its text names is reported as a second recipient",
+    "mta-formats-mmdf-02": UNDETECTED + "MMDF's 'Waiting mail' delay notice ('has not yet been fully delivered. "
+                           "Attempts to deliver the message will continue') from mmdf@, wording no pattern reads",
     "mta-formats-telkomsa-02": "product miss: the reply wraps, and the sender's account it names on its "
                                "continuation line ('not owned by user zs1234@...') is taken for a second recipient",
     "mta-formats-plesk-03": "product miss, kept on purpose: the failed address is also the bounce's own To (a "
