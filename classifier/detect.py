@@ -56,6 +56,12 @@ LIST_REFUSAL_RE = re.compile(
     r"|not (?:been )?distributed|unable to be delivered to the list|a été rejeté|n'a pas été (?:diffusé|distribué)"
     r"|abgelehnt|rechazad|rifiutat|拒否されました|投稿権限"
 )
+# A list's notice to a member that mail to the member's own address bounced (mlmmj's "Some messages to you could
+# not be delivered"): it reports on the reader's mailbox, not on a post of theirs, so it is no failure report.
+OWN_MAILBOX_NOTICE_RE = re.compile(
+    r"(?:messages?|mails?|e-?mails?) (?:sent )?to you (?:could not|couldn't|were not|was not|have not been) "
+    r"(?:be )?delivered"
+)
 DELAY_BODY_RE = re.compile(
     r"will (?:continue|keep) (?:trying|to try|retrying)|still (?:trying|being retried)|has been delayed"
     r"|delivery (?:is )?delayed|not yet been delivered|will retry|will be retried|attempts will continue"
@@ -133,8 +139,11 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
     body = parsed.report_words
     # A list's refusal of a post, From its own robot (not the reverse path: every list post has the list's bounce
     # address there). List managers mark such notices as auto-replies.
-    if is_list_robot(header(msg, "From")) and LIST_REFUSAL_RE.search(body):
-        return "failure"
+    if is_list_robot(header(msg, "From")):
+        if LIST_REFUSAL_RE.search(body):
+            return "failure"
+        if OWN_MAILBOX_NOTICE_RE.search(body):
+            return "none"
     # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
     robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)

@@ -198,6 +198,15 @@ def test_a_list_refusal_naming_only_an_administrative_address_is_for_the_posting
     assert _failed(classifier, raw) == ["astro-club@lists.example.org"]
 
 
+def test_a_list_notice_that_mail_to_the_member_bounced_is_no_failure(classifier):
+    """mlmmj tells a member whose address bounced; nothing the member sent failed."""
+    raw = _notice("astro-club+owner@lists.example.org", "Some messages to you could not be delivered",
+                  "Some messages to you could not be delivered. If you're seeing this message it means things\n"
+                  "are back to normal, and it's merely for informational purposes.\n",
+                  reverse_path="astro-club+bounces-help@lists.example.org")
+    assert not classifier.analyse(raw).bounce
+
+
 def test_a_list_post_that_merely_says_rejected_is_no_bounce(classifier):
     raw = _notice("Jane <jane@example.net>", "Re: telescope grant rejected",
                   "Our grant application was rejected; we try again next year.\n",

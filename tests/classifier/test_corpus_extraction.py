@@ -91,8 +91,6 @@ def test_corpus_lookalike_is_not_reported_as_bounce(label):
 EXTRA_NOTICES = [(root, label) for root in (EXTRA, MTA_FORMATS) for label in labels_of(root)
                  if not label["is_bounce"] or label.get("kind") in ("delay", "success")]
 FALSE_FAILURES = {
-    "mta-formats-mlmmj-03": "product miss: mlmmj's probe ('some messages to you could not be delivered') to a "
-                            "subscriber is taken for a failure of the list's post",
     "mta-formats-gfi-03": "product miss: GFI MailEssentials' quarantine summary to a recipient (null sender, "
                           "'They have NOT been delivered to your mailbox') is taken for a failure report",
 }
