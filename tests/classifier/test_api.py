@@ -190,7 +190,8 @@ def test_a_mailing_list_refusing_a_post_is_a_failure_for_the_list_address(classi
 
 
 def test_a_list_refusal_naming_only_an_administrative_address_is_for_the_posting_address(classifier):
-    """LISTSERV names the list by its -request address (ezmlm and mlmmj by -owner); the post was to the list."""
+    """LISTSERV names the list by its -request address (Mailman and mlmmj robots by -owner); the post was to the
+    list."""
     raw = _notice("L-Soft list server <LISTSERV@LISTS.EXAMPLE.ORG>", "Message rejected",
                   "Your message to ASTRO-CLUB-request@LISTS.EXAMPLE.ORG has been rejected because the list has\n"
                   "reached its daily limit of postings. Please try again tomorrow.\n",
