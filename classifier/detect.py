@@ -67,6 +67,9 @@ DELAY_BODY_RE = re.compile(
     r"|delivery (?:is )?delayed|not yet been delivered|will retry|will be retried|attempts will continue"
     r"|warning: message still undelivered"
 )
+# A filter's digest of the mail it holds for the reader ("Quarantine summary for ..."): it lists senders whose
+# messages were not delivered *to the reader*, which is no failure of anything the reader sent.
+QUARANTINE_DIGEST_RE = re.compile(r"(?i)\bquarantine (?:summary|digest)\b")
 FEEDBACK_SUBJECT_RE = re.compile(r"(?i)\bcomplaint\b|\babuse report|\bspam report|\bfeedback report")
 AUTO_REPLY_SUBJECT_RE = re.compile(
     r"(?i)^(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|vacation|abwesen|absence"
@@ -144,6 +147,8 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
             return "failure"
         if OWN_MAILBOX_NOTICE_RE.search(body):
             return "none"
+    if QUARANTINE_DIGEST_RE.search(header(msg, "Subject")):
+        return "none"
     # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
     robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)

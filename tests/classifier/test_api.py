@@ -208,6 +208,15 @@ def test_a_list_notice_that_mail_to_the_member_bounced_is_no_failure(classifier)
     assert not classifier.analyse(raw).bounce
 
 
+def test_a_filters_quarantine_digest_for_the_reader_is_no_failure(classifier):
+    """Null sender and 'NOT delivered', but about mail held for the reader, not mail the reader sent."""
+    raw = _notice("Mail Filter <quarantine@example.org>", "Quarantine summary for bob@example.org (2 new items)",
+                  "The following emails addressed to you were quarantined since the last summary. They have NOT\n"
+                  "been delivered to your mailbox.\n  offers@deals.example  You have been selected!  Bayesian\n",
+                  reverse_path="")
+    assert not classifier.analyse(raw).bounce
+
+
 def test_a_list_post_that_merely_says_rejected_is_no_bounce(classifier):
     raw = _notice("Jane <jane@example.net>", "Re: telescope grant rejected",
                   "Our grant application was rejected; we try again next year.\n",

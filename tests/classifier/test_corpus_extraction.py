@@ -90,15 +90,9 @@ def test_corpus_lookalike_is_not_reported_as_bounce(label):
 # The extra corpora's notices where nothing failed: delay and success reports, auto-replies, other look-alikes.
 EXTRA_NOTICES = [(root, label) for root in (EXTRA, MTA_FORMATS) for label in labels_of(root)
                  if not label["is_bounce"] or label.get("kind") in ("delay", "success")]
-FALSE_FAILURES = {
-    "mta-formats-gfi-03": "product miss: GFI MailEssentials' quarantine summary to a recipient (null sender, "
-                          "'They have NOT been delivered to your mailbox') is taken for a failure report",
-}
 
 
-@pytest.mark.parametrize("root, label", [pytest.param(root, label, id=label["id"], marks=[pytest.mark.xfail(
-    reason=FALSE_FAILURES[label["id"]], strict=True)] if label["id"] in FALSE_FAILURES else [])
-    for root, label in EXTRA_NOTICES])
+@pytest.mark.parametrize("root, label", [pytest.param(root, label, id=label["id"]) for root, label in EXTRA_NOTICES])
 def test_extra_notice_where_nothing_failed_is_not_reported_as_a_failure(root, label):
     kind, _ = reported_findings((root / label["file"]).read_bytes())
     assert kind != "failure"
