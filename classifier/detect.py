@@ -140,19 +140,20 @@ def detect_kind(parsed: Parsed, findings: list[Finding], envelope: EnvelopeFacts
         if stated:
             return stated
     body = parsed.report_words
+    sender, subject = header(msg, "From"), header(msg, "Subject")
     # A list's refusal of a post, From its own robot (not the reverse path: every list post has the list's bounce
     # address there). List managers mark such notices as auto-replies.
-    if is_list_robot(header(msg, "From")):
+    if is_list_robot(sender):
         if LIST_REFUSAL_RE.search(body):
             return "failure"
         if OWN_MAILBOX_NOTICE_RE.search(body):
             return "none"
-    if QUARANTINE_DIGEST_RE.search(header(msg, "Subject")):
+    if QUARANTINE_DIGEST_RE.search(subject):
         return "none"
     # A sign of a bounce that auto-replies do not share: a report robot as sender, in From or the reverse path.
-    robot = is_bounce_sender(header(msg, "From")) or is_bounce_sender(_reverse_path(msg, envelope) or "")
+    robot = is_bounce_sender(sender) or is_bounce_sender(_reverse_path(msg, envelope) or "")
     auto_reply = not robot and _auto_reply_headers(msg)
-    bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(header(msg, "Subject")))
+    bouncy_subject = bool(BOUNCE_SUBJECT_RE.search(subject))
     # A null sender that is not an auto-reply counts as much as a MAILER-DAEMON From.
     from_bouncer = robot or (_null_sender(msg, envelope) and not auto_reply)
     # A bouncy subject from an ordinary sender ("Error in your invoice") needs report-like text as well.
