@@ -199,22 +199,19 @@ def test_a_list_refusal_naming_only_an_administrative_address_is_for_the_posting
     assert _failed(classifier, raw) == ["astro-club@lists.example.org"]
 
 
-def test_a_list_notice_that_mail_to_the_member_bounced_is_no_failure(classifier):
-    """mlmmj tells a member whose address bounced; nothing the member sent failed."""
-    raw = _notice("astro-club+owner@lists.example.org", "Some messages to you could not be delivered",
-                  "Some messages to you could not be delivered. If you're seeing this message it means things\n"
-                  "are back to normal, and it's merely for informational purposes.\n",
-                  reverse_path="astro-club+bounces-help@lists.example.org")
-    assert not classifier.analyse(raw).bounce
-
-
-def test_a_filters_quarantine_digest_for_the_reader_is_no_failure(classifier):
-    """Null sender and 'NOT delivered', but about mail held for the reader, not mail the reader sent."""
-    raw = _notice("Mail Filter <quarantine@example.org>", "Quarantine summary for bob@example.org (2 new items)",
-                  "The following emails addressed to you were quarantined since the last summary. They have NOT\n"
-                  "been delivered to your mailbox.\n  offers@deals.example  You have been selected!  Bayesian\n",
-                  reverse_path="")
-    assert not classifier.analyse(raw).bounce
+@pytest.mark.parametrize("sender, subject, text, reverse_path", [
+    # mlmmj tells a member whose address bounced.
+    ("astro-club+owner@lists.example.org", "Some messages to you could not be delivered",
+     "Some messages to you could not be delivered. If you're seeing this message it means things\n"
+     "are back to normal, and it's merely for informational purposes.\n", "astro-club+bounces-help@lists.example.org"),
+    # A filter's digest of mail held for the reader: a null sender and 'NOT delivered'.
+    ("Mail Filter <quarantine@example.org>", "Quarantine summary for bob@example.org (2 new items)",
+     "The following emails addressed to you were quarantined since the last summary. They have NOT\n"
+     "been delivered to your mailbox.\n  offers@deals.example  You have been selected!  Bayesian\n", ""),
+], ids=["mlmmj-member-notice", "quarantine-digest"])
+def test_a_notice_about_mail_sent_to_the_reader_is_no_failure(classifier, sender, subject, text, reverse_path):
+    """Nothing the reader sent failed: the notice is about mail addressed to the reader."""
+    assert not classifier.analyse(_notice(sender, subject, text, reverse_path=reverse_path)).bounce
 
 
 def test_a_list_post_that_merely_says_rejected_is_no_bounce(classifier):
