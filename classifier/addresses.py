@@ -23,8 +23,9 @@ REDACTED = "address@redacted.invalid"
 # ("j.doe"@x, bob@localhost, u@[192.0.2.1]). Bounded repetitions keep the scan linear.
 _OTHER_ADDRESS_RE = re.compile(r"[^\s<>@()\[\],;:]{1,64}@(?:\[[^\]\s]{1,64}\]|[^\s<>@,;:()\[\]\"']{1,253})")
 # Mailboxes that send delivery reports: a From or envelope sender naming one is a sign of a bounce (MDaemon sends
-# its reports from "MDaemon@<host>").
-BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mdaemon"})
+# its reports from "MDaemon@<host>", Verizon's and other James-based gateways from "post_master@<host>").
+BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "post_master",
+                                      "mdaemon"})
 # ... and the names MTAs give that sender, also in front of an address that is no robot name (Postfix's "Mail
 # Delivery System", Sendmail's "Mail Delivery Subsystem", "Mail.Delivery.System@").
 BOUNCE_SENDER_NAME_RE = re.compile(r"(?i)mailer-daemon|mail[ .]delivery[ .](?:sub)?system")

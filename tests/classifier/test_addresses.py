@@ -39,6 +39,7 @@ def test_bare_address_drops_brackets_and_display_name(value, bare):
     "postmaster@localhost",                          # no dot in the domain: not matched by ADDRESS_RE
     "Mail Delivery System <mail-daemon@mx.example.net>",
     "MDaemon@mail.example.com",                      # MDaemon's reports
+    "post_master@vtext.example.com",                 # Verizon's (Apache James) reports
 ])
 def test_bounce_senders_are_named(sender):
     assert is_bounce_sender(sender)
