@@ -14,6 +14,7 @@ import re
 from .addresses import ADDRESS_RE
 from .codes import REPLY_CODE_RE, STATUS_RE
 from .extract import Finding
+from .lexicon import glossary
 from .parts import at_word_start
 
 # All matched against lower-cased text; see codes.py for the look-behind-after-first-character form.
@@ -71,6 +72,7 @@ def normalise(text: str) -> str:
     text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", text))
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
+    text = glossary().gloss(text)
     text = COMPOUND_RE.sub(_with_stem, text)
     return " ".join(WORD_RE.findall(text)[:MAX_WORDS])
 

@@ -1,0 +1,109 @@
+"""Foreign failure terms glossed with the English words the model was trained on.
+
+Most training text is English; a provider's "Postfach voll", "域名不存在" or "отправитель отклонён" would
+otherwise be words the model has never seen, and it would fall back on the stage and the code. lexicon.json
+lists, per language, the terms that express some 40 concepts of failure texts (mailbox, full, domain, sender,
+rejected, expired, ...); each term found gets its concept's English words put in front of it, so the model
+reads the concept and still sees the original word. The table names no category: what a concept means for
+the label is learnt like every other word. It was written from knowledge of the languages, not from the
+corpora or the reply bank, and terms found in English failure texts were left out (docs/classifier.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+LEXICON_PATH = Path(__file__).with_name("lexicon.json")
+# Terms of word scripts are looked up by the first KEY characters at each word start (one dictionary lookup per
+# word: a regular expression over 5 000 terms costs ~250 us per text, this ~20 us).
+KEY = 4
+WORD_RE = re.compile(r"\w+")
+# Characters of the scripts whose terms are found anywhere in a word (see Glossary): a text without any skips
+# that scan.
+_SUBSTRING_SCRIPTS = "\u0590-\u08ff\u0900-\u097f\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f"
+SUBSTRING_SCRIPT_RE = re.compile(f"[{_SUBSTRING_SCRIPTS}]")
+
+
+def trie_pattern(terms: Iterable[str]) -> str:
+    """One regular expression matching any of ``terms``, the longest where several start alike, built as a trie
+    so that a position is tried against one branch per character instead of one per term."""
+    root: dict[str, dict] = {}
+    for term in terms:
+        node = root
+        for char in term:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        branches = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
+
+
+class Glossary:
+    """The compiled lexicon: ``gloss(text)`` puts each concept's English words in front of its terms."""
+
+    def __init__(self, lexicon: dict) -> None:
+        english: dict[str, str] = lexicon["concepts"]
+        substring_languages = set(lexicon["substring_languages"])
+        self._concept: dict[str, str] = {}
+        # A term of a word script starts a word and may run on ("отклон" in "отклонено"); a shorter one than KEY
+        # is a whole word. Terms of scripts without spaces, or whose words carry attached prefixes, are found
+        # anywhere.
+        self._stems: dict[str, list[str]] = {}
+        self._short: set[str] = set()
+        substrings: set[str] = set()
+        for language, concepts in lexicon["terms"].items():
+            for concept, terms in concepts.items():
+                for term in terms:
+                    self._concept.setdefault(term, english[concept])
+                    if language in substring_languages:
+                        substrings.add(term)
+                    elif len(term) < KEY:
+                        self._short.add(term)
+                    else:
+                        self._stems.setdefault(term[:KEY], []).append(term)
+        for candidates in self._stems.values():
+            candidates.sort(key=len, reverse=True)
+        self._substring_re = re.compile(trie_pattern(substrings)) if substrings else None
+
+    def gloss(self, text: str) -> str:
+        """``text`` (lower-cased) with the English words of every lexicon term in front of it."""
+        if "\u2019" in text:
+            text = text.replace("\u2019", "'")
+        pieces: list[str] = []
+        done = covered = 0
+        for word in WORD_RE.finditer(text):
+            start = word.start()
+            if start < covered:  # inside a phrase already glossed
+                continue
+            term = self._term_at(text, start, word.group(0))
+            if term:
+                pieces += [text[done:start], f" {self._concept[term]} "]
+                done, covered = start, start + len(term)
+        if pieces:
+            text = "".join(pieces) + text[done:]
+        if self._substring_re is not None and SUBSTRING_SCRIPT_RE.search(text):
+            text = self._substring_re.sub(lambda m: f" {self._concept[m.group(0)]} {m.group(0)} ", text)
+        return text
+
+    def _term_at(self, text: str, start: int, word: str) -> str | None:
+        """The longest term starting at ``start``, where the word ``word`` starts."""
+        for term in self._stems.get(text[start:start + KEY], ()):
+            if text.startswith(term, start):
+                return term
+        return word if word in self._short else None
+
+
+@cache
+def glossary() -> Glossary:
+    """The shipped lexicon, compiled once."""
+    return Glossary(json.loads(LEXICON_PATH.read_text(encoding="utf-8")))
