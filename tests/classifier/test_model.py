@@ -90,6 +90,21 @@ def test_a_filter_unknown_to_training_is_read_by_the_stem_in_its_name(classifier
     assert classifier.classify_text(text).category == category
 
 
+# Languages no training text is written in (the reply bank has none of them): read through the glossary.
+@pytest.mark.parametrize(("text", "category"), [
+    ("A címzett postafiókja megtelt", "quota-issues"),                       # Hungarian
+    ("Το γραμματοκιβώτιο του παραλήπτη είναι πλήρες", "quota-issues"),       # Greek
+    ("Domeniul destinatarului nu există", "bad-domain"),                      # Romanian
+    ("Adresa expeditorului a fost respinsă", "invalid-sender"),
+    ("Viesti hylättiin roskapostina", "spam-related"),                        # Finnish
+    ("Postkassen er deaktiveret", "inactive-mailbox"),                        # Danish
+    ("Az üzenet mérete túl nagy", "message-too-large"),
+    ("Πάρα πολλές συνδέσεις, δοκιμάστε αργότερα", "rate-limited"),
+])
+def test_a_failure_text_in_a_language_training_never_saw_is_read_through_the_glossary(classifier, text, category):
+    assert classifier.classify_text(text).category == category
+
+
 def test_status_prior_takes_the_most_specific_level_it_knows():
     from mailwarden.classifier.model import with_prior
 
