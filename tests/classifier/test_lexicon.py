@@ -51,6 +51,14 @@ def test_the_shipped_glossary_reads_foreign_failure_texts_and_leaves_english_alo
     assert shipped.gloss(english) == english
 
 
+def test_a_word_for_contacting_someone_is_no_mailbox():
+    """Polish "konta" (of an account) ran on into Czech "kontaktovat" and German "kontaktieren"; it was dropped."""
+    shipped = glossary()
+    for text in ("skupina, kterou se pokoušíte kontaktovat", "die gruppe, die sie kontaktieren möchten"):
+        assert "mailbox" not in shipped.gloss(text).split()
+    assert "mailbox" in shipped.gloss("konto pocztowe zablokowane").split()
+
+
 def test_english_lines_of_the_reply_bank_are_left_alone():
     """The lexicon left out every term found in two English lines of the bank; what a single line still shows
     is German in a line filed as English (3 of 3 375)."""
