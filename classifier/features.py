@@ -72,7 +72,7 @@ def normalise(text: str) -> str:
     text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", text))
     text = NUMBER_RE.sub(" znum ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
-    text = glossary().gloss(text)
+    text = glossary().gloss(text, MAX_WORDS)
     text = COMPOUND_RE.sub(_with_stem, text)
     return " ".join(WORD_RE.findall(text)[:MAX_WORDS])
 

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from functools import cache
+from itertools import islice
 from pathlib import Path
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.json")
@@ -75,13 +76,14 @@ class Glossary:
             candidates.sort(key=len, reverse=True)
         self._substring_re = re.compile(trie_pattern(substrings)) if substrings else None
 
-    def gloss(self, text: str) -> str:
-        """``text`` (lower-cased) with the English words of every lexicon term in front of it."""
+    def gloss(self, text: str, max_words: int | None = None) -> str:
+        """``text`` (lower-cased) with the English words of every lexicon term in front of it; only the terms
+        among its first ``max_words`` words when a reader reads no further (a gloss only adds words)."""
         if "\u2019" in text:
             text = text.replace("\u2019", "'")
         pieces: list[str] = []
         done = covered = 0
-        for word in WORD_RE.finditer(text):
+        for word in islice(WORD_RE.finditer(text), max_words):
             start = word.start()
             if start < covered:  # inside a phrase already glossed
                 continue

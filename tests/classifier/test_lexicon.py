@@ -39,6 +39,11 @@ def test_a_short_term_is_a_whole_word_only():
     assert SMALL.gloss("saint") == "saint"
 
 
+def test_only_the_words_a_reader_reads_are_glossed():
+    assert SMALL.gloss("отклонено отклонено отклонено", max_words=2).split() == [
+        "rejected", "отклонено", "rejected", "отклонено", "отклонено"]
+
+
 def test_terms_of_scripts_without_spaces_are_found_anywhere():
     assert SMALL.gloss("收信方域名不存在") == "收信方 domain 域名  does not exist 不存在 "
 
