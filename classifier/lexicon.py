@@ -19,10 +19,12 @@ from itertools import islice
 from pathlib import Path
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.json")
-# Terms of word scripts are looked up by the first KEY characters at each word start (one dictionary lookup per
-# word: a regular expression over 5 000 terms costs ~250 us per text, this ~20 us).
+# Terms of word scripts are looked up by their first KEY characters where a word that can start one stands (a
+# regular expression over the 5 000 terms cost ~250 us per text, this ~10 us for an English one).
 KEY = 4
 WORD_RE = re.compile(r"\w+")
+# Words remembered as starting a term or not; a hostile flood of new words fills it and is then looked up anew.
+MAX_KNOWN_WORDS = 100_000
 # Characters of the scripts whose terms are found anywhere in a word (see Glossary): a text without any skips
 # that scan.
 _SUBSTRING_SCRIPTS = "\u0590-\u08ff\u0900-\u097f\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f"
@@ -74,6 +76,12 @@ class Glossary:
                         self._stems.setdefault(term[:KEY], []).append(term)
         for candidates in self._stems.values():
             candidates.sort(key=len, reverse=True)
+        # Which words can start a term: one a one-word term is a prefix of, the first word of a longer term, or a
+        # short term; decided once per word (bounce texts reuse few words) so most words cost one lookup.
+        self._one_word = {term for terms in self._stems.values() for term in terms if WORD_RE.fullmatch(term)}
+        self._first_words = {WORD_RE.match(term).group(0) for terms in self._stems.values() for term in terms
+                             if not WORD_RE.fullmatch(term)} | self._short
+        self._starts: dict[str, bool] = {}
         self._substring_re = re.compile(trie_pattern(substrings)) if substrings else None
 
     def gloss(self, text: str, max_words: int | None = None) -> str:
@@ -83,11 +91,11 @@ class Glossary:
             text = text.replace("\u2019", "'")
         pieces: list[str] = []
         done = covered = 0
-        for word in islice(WORD_RE.finditer(text), max_words):
-            start = word.start()
-            if start < covered:  # inside a phrase already glossed
+        for match in islice(WORD_RE.finditer(text), max_words):
+            start, word = match.start(), match.group(0)
+            if start < covered or not self._can_start(word):  # inside a phrase already glossed, or no term
                 continue
-            term = self._term_at(text, start, word.group(0))
+            term = self._term_at(text, start, word)
             if term:
                 pieces += [text[done:start], f" {self._concept[term]} "]
                 done, covered = start, start + len(term)
@@ -96,6 +104,16 @@ class Glossary:
         if self._substring_re is not None and SUBSTRING_SCRIPT_RE.search(text):
             text = self._substring_re.sub(lambda m: f" {self._concept[m.group(0)]} {m.group(0)} ", text)
         return text
+
+    def _can_start(self, word: str) -> bool:
+        """Whether a term can start with ``word``."""
+        known = self._starts.get(word)
+        if known is None:
+            known = word in self._first_words or any(word[:end] in self._one_word
+                                                     for end in range(KEY, len(word) + 1))
+            if len(self._starts) < MAX_KNOWN_WORDS:
+                self._starts[word] = known
+        return known
 
     def _term_at(self, text: str, start: int, word: str) -> str | None:
         """The longest term starting at ``start``, where the word ``word`` starts."""

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import re
 
+from mailwarden.classifier import lexicon
 from mailwarden.classifier.augment import PHRASES_DIR
 from mailwarden.classifier.lexicon import Glossary, glossary, trie_pattern
 
-SMALL = Glossary({
+SMALL_LEXICON = {
     "concepts": {"rejected": "rejected", "not_exist": "does not exist", "domain": "domain", "wrong": "invalid"},
     "substring_languages": ["zh"],
     "terms": {"ru": {"rejected": ["отклон"], "not_exist": ["не существует"]},
               "fr": {"not_exist": ["n'existe pas"]},
               "vi": {"wrong": ["sai"]},
               "zh": {"domain": ["域名"], "not_exist": ["不存在"]}},
-})
+}
+SMALL = Glossary(SMALL_LEXICON)
 
 
 def test_trie_pattern_matches_each_term_and_prefers_the_longest():
@@ -42,6 +44,15 @@ def test_a_short_term_is_a_whole_word_only():
 def test_only_the_words_a_reader_reads_are_glossed():
     assert SMALL.gloss("отклонено отклонено отклонено", max_words=2).split() == [
         "rejected", "отклонено", "rejected", "отклонено", "отклонено"]
+
+
+def test_words_remembered_are_bounded_and_a_full_memory_still_glosses(monkeypatch):
+    """A hostile bounce full of new words must not grow the memory of which words start a term."""
+    monkeypatch.setattr(lexicon, "MAX_KNOWN_WORDS", 10)
+    fresh = Glossary(SMALL_LEXICON)
+    fresh.gloss(" ".join(f"word{i}" for i in range(100)))
+    assert fresh.gloss("письмо отклонено") == "письмо  rejected отклонено"
+    assert len(fresh._starts) == 10
 
 
 def test_terms_of_scripts_without_spaces_are_found_anywhere():
