@@ -13,6 +13,7 @@ from pathlib import Path
 from ..sanitise import LIMIT_NAME, clean
 from .envelope import EnvelopeFacts
 from .extract import Finding, compact, finding_from_text
+from .lexicon import glossary
 from .model import MODEL_PATH, OnnxModel, Prediction
 from .report import reported_findings
 from .taxonomy import NOT_A_BOUNCE
@@ -38,6 +39,7 @@ class BounceClassifier:
     def __init__(self, model: OnnxModel) -> None:
         self._model = model
         self.model_id = model.model_id
+        glossary()  # compiled at load (~25 ms once per process), not while the first bounce waits
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> BounceClassifier:

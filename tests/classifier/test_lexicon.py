@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mailwarden.classifier import lexicon
+from mailwarden.classifier import BounceClassifier, lexicon
 from mailwarden.classifier.augment import PHRASES_DIR
 from mailwarden.classifier.lexicon import Glossary, glossary, trie_pattern
 
@@ -88,3 +88,9 @@ def test_english_lines_of_the_reply_bank_are_left_alone():
     shipped = glossary()
     glossed = [text for text in lines if shipped.gloss(text.lower()) != text.lower()]
     assert len(glossed) <= 0.001 * len(lines)
+
+
+def test_the_glossary_is_compiled_when_a_model_is_loaded_not_on_the_first_bounce():
+    glossary.cache_clear()
+    BounceClassifier.load()
+    assert glossary.cache_info().currsize == 1
