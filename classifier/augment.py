@@ -95,17 +95,19 @@ class BankReply:
     category: str
     text: str
     who: str  # the provider or MTA that words it so (a paraphrase: its reply's)
+    lang: str  # ISO 639-1 (a paraphrase: its reply's)
     paraphrase: bool = False
 
 
 def reply_bank(directory: Path = PHRASES_DIR) -> list[BankReply]:
     """Every line of the reply bank: replies.jsonl, then each paraphrases-*.jsonl ("of": the reply's line)."""
     replies = [json.loads(line) for line in (directory / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
-    bank = [BankReply(r["category"], r["text"], r["who"]) for r in replies]
+    bank = [BankReply(r["category"], r["text"], r["who"], r["lang"]) for r in replies]
     for path in sorted(directory.glob("paraphrases-*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
-            bank.append(BankReply(record["category"], record["text"], replies[record["of"] - 1]["who"], True))
+            reply = replies[record["of"] - 1]
+            bank.append(BankReply(record["category"], record["text"], reply["who"], reply["lang"], True))
     return bank
 
 

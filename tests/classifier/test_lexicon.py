@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from mailwarden.classifier import BounceClassifier, lexicon
-from mailwarden.classifier.augment import PHRASES_DIR
+from mailwarden.classifier.augment import reply_bank
 from mailwarden.classifier.lexicon import Glossary, glossary, trie_pattern
 
 SMALL_LEXICON = {
@@ -89,13 +88,7 @@ def test_a_term_next_to_such_a_word_is_still_glossed():
 def test_english_lines_of_the_reply_bank_are_left_alone():
     """The lexicon left out every term found in two English lines of the bank; what a single line still shows
     is German in a line filed as English (3 of 3 375)."""
-    replies = [json.loads(line) for line in (PHRASES_DIR / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
-    lines = [r["text"] for r in replies if r["lang"] == "en"]
-    for path in PHRASES_DIR.glob("paraphrases-*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if replies[record["of"] - 1]["lang"] == "en":
-                lines.append(record["text"])
+    lines = [reply.text for reply in reply_bank() if reply.lang == "en"]
     shipped = glossary()
     glossed = [text for text in lines if shipped.gloss(text.lower()) != text.lower()]
     assert len(glossed) <= 0.001 * len(lines)
