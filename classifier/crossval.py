@@ -14,6 +14,7 @@ Training-time only: needs the ``train`` extra.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from collections import defaultdict
@@ -188,6 +189,41 @@ def leave_providers_out(examples: list[Example], folds: int, temperature: float,
     return {name: count / max(total, 1) for name, count in right.items()}
 
 
+def load_readers(path: Path) -> list[dict]:
+    """Independent readers' labels of corpus recipients: one JSON line each, ``id`` (the e-mail), ``index`` (the
+    recipient's place among the e-mail's labelled recipients) and ``readers`` (reader -> category)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def reader_agreement(examples: Sequence[Example], predicted: Sequence[str],
+                     readers: list[dict]) -> dict[str, tuple[int, float, float]]:
+    """Per reader, and for the recipients where all of an item's readers agree ("agreed"): how many recipients,
+    how often the corpus label and how often the model's decision is the reader's category.
+
+    Readers label from CATEGORIES.md alone, without the corpus labels: how often they agree with the corpus says
+    how reproducible the labels are, and how often the model agrees with them says what a reader would score it.
+    """
+    places: dict[str, int] = defaultdict(int)
+    position = {}
+    for i, example in enumerate(examples):
+        position[(example.group, places[example.group])] = i
+        places[example.group] += 1
+    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for item in readers:
+        i = position.get((item["id"], item["index"]))
+        if i is None:
+            continue
+        votes = set(item["readers"].values())
+        names = list(item["readers"]) + (["agreed"] if len(votes) == 1 else [])
+        for name in names:
+            category = item["readers"].get(name) or next(iter(votes))
+            tally = tallies[name]
+            tally[0] += 1
+            tally[1] += examples[i].category == category
+            tally[2] += predicted[i] == category
+    return {name: (n, corpus / n, model / n) for name, (n, corpus, model) in sorted(tallies.items())}
+
+
 def load(roots: list[Path], corrected: bool) -> list[Example]:
     return [e for root in roots for e in corpus_examples(root, corrected=corrected)]
 
@@ -201,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", action="store_true", help="also print the per-family table (as is)")
     parser.add_argument("--png", type=Path, help="confusion matrix (as is) of the calibrated decisions")
     parser.add_argument("--reliability-png", type=Path, help="reliability diagram before and after calibration")
+    parser.add_argument("--readers", type=Path,
+                        help="independent readers' labels (JSONL): their agreement with the labels and the model")
     parser.add_argument("--providers", type=int, metavar="FOLDS",
                         help="only leave-providers-out over the reply bank (FOLDS groups of providers)")
     args = parser.parse_args(argv)
@@ -227,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{title:<40} {'e-mails':>7} {'e-mail':>7} {'recip.':>7} {'n':>4}")
         for name, s in per_group(oof, predicted, key):
             print(f"{name:<40} {s.emails:>7} {s.email_accuracy:>7.3f} {s.recipient_accuracy:>7.3f} {s.recipients:>4}")
+    if args.readers:
+        print(f"{'reader':<10} {'recip.':>6} {'labels':>7} {'model':>7}")
+        for name, (n, labels, model) in reader_agreement(oof.examples, predicted, load_readers(args.readers)).items():
+            print(f"{name:<10} {n:>6} {labels:>7.3f} {model:>7.3f}")
     curves = {}
     for name, t in (("uncalibrated", 1.0), (f"temperature {temperature:.2f}", temperature)):
         predicted, confidences = decisions(oof, "as-is", t, threshold=0.0)

@@ -238,6 +238,41 @@ def test_grouped_folds_hold_each_mta_family_out_whole():
     assert len(family_folds(examples, None)) == len({e.family for e in examples})
 
 
+def test_reader_agreement_scores_labels_and_model_against_each_reader_and_where_readers_agree():
+    from mailwarden.classifier.crossval import reader_agreement
+
+    def example(group: str, category: str) -> Example:
+        return Example(Finding(recipient=""), category, group)
+
+    examples = [example("m1", "bad-mailbox"), example("m1", "quota-issues"), example("m2", "other")]
+    predicted = ["bad-mailbox", "bad-mailbox", "system-error"]
+    readers = [
+        {"id": "m1", "index": 0, "readers": {"A": "bad-mailbox", "B": "bad-mailbox"}},
+        {"id": "m1", "index": 1, "readers": {"A": "quota-issues", "B": "bad-mailbox"}},
+        {"id": "m2", "index": 0, "readers": {"A": "system-error", "B": "system-error"}},
+        {"id": "m9", "index": 0, "readers": {"A": "other", "B": "other"}},  # not in the corpora: ignored
+    ]
+    scores = reader_agreement(examples, predicted, readers)
+    assert scores["A"] == (3, 2 / 3, 2 / 3)
+    assert scores["B"] == (3, 1 / 3, 1.0)
+    assert scores["agreed"] == (2, 0.5, 1.0)  # m1#0 and m2#0
+
+
+def test_readers_labels_name_recipients_of_the_real_corpora():
+    """The independent readers' file covers what docs/classifier.md says it does: every line is a labelled
+    recipient of dsn-corpus or bounce-extra, read by two readers."""
+    from mailwarden.classifier.crossval import load_readers
+
+    places = {}
+    for e in list(corpus_examples(CORPUS)) + list(corpus_examples(EXTRA)):
+        places.setdefault(e.group, []).append(e.finding.recipient)
+    readers = load_readers(CORPUS.parent / "readers" / "labels.jsonl")
+    assert len(readers) == 690
+    for item in readers:
+        assert places[item["id"]][item["index"]] == item["recipient"]
+        assert len(item["readers"]) == 2
+
+
 def test_load_rejects_a_model_whose_outputs_do_not_match_its_labels(tmp_path):
     """A model that loads but cannot classify is refused at load time (it used to fail at the first bounce,
     which the analysis's safety net turned into "not a bounce", or raise IndexError on a one-output graph)."""
