@@ -213,10 +213,10 @@ def reader_agreement(examples: Sequence[Example], predicted: Sequence[str],
         i = position.get((item["id"], item["index"]))
         if i is None:
             continue
-        votes = set(item["readers"].values())
-        names = list(item["readers"]) + (["agreed"] if len(votes) == 1 else [])
-        for name in names:
-            category = item["readers"].get(name) or next(iter(votes))
+        votes = dict(item["readers"])
+        if len(set(votes.values())) == 1:
+            votes["agreed"] = next(iter(votes.values()))
+        for name, category in votes.items():
             tally = tallies[name]
             tally[0] += 1
             tally[1] += examples[i].category == category
