@@ -311,17 +311,18 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
     line_start = lowered.rfind("\n", 0, position) + 1
     start = line_start if position - line_start <= MAX_LINE_LEAD else position
     lines = text[start:start + MAX_DIAGNOSTIC].splitlines()
+    transcript = transcript_before(text, start)
     if next_address and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
         # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
         end = 1
         while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
             end += 1
-        return "\n".join(transcript_before(text, start) + lines[:end])
+        return "\n".join(transcript + lines[:end])
     lines = lines[:MAX_BLOCK_LINES]
     if next_address:
         following = next_address.lower()
         lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
-    return "\n".join(lines)
+    return "\n".join(transcript + lines)
 
 
 def with_lead_in(text: str, lowered: str, address: str, block: str) -> str:

@@ -329,3 +329,20 @@ def test_a_permanent_failure_is_read_from_its_diagnostic_code_alone():
                   "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n")
     _, findings = reported_findings(raw.encode())
     assert findings[0].diagnostic == "550 5.1.1 user unknown"
+
+
+@pytest.mark.parametrize("recipients", [["j.doe@example.edu"], ["j.doe@example.edu", "m.roe@example.net"]])
+def test_sendmail_transcript_lines_above_a_recipient_error_give_its_reply_and_stage(make_bounce, recipients):
+    """Old Sendmail reports (no delivery-status part) write ">>> command / <<< remote reply" above each
+    recipient's own summary line ("554 <addr>... Remote protocol error"); when the command names the sender,
+    not the recipient, the recipient is first named on that summary line. The remote's reply is the reason and
+    the command the stage, for one recipient as for several."""
+    sections = "".join(f"While talking to mx{n}.example.edu:\n>>> MAIL From:<a@example.org>\n"
+                       "<<< 553 Client host rejected: listed at bl.example.net\n"
+                       f"554 <{address}>... Remote protocol error\n" for n, address in enumerate(recipients))
+    raw = make_bounce("   ----- Transcript of session follows -----\n" + sections +
+                      "\n   ----- Unsent message follows -----\nFrom: a@example.org\nTo: x@example.edu\n\nhi\n",
+                      subject="Returned mail: Remote protocol error")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.reply_code, f.stage) for f in findings] == [(a, "553", "mail") for a in recipients]
+    assert all("listed at bl.example.net" in f.diagnostic for f in findings)
