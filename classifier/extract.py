@@ -81,6 +81,8 @@ MAX_REASON = 200
 EXPANSION_RE = re.compile(rf"({ADDRESS_RE.pattern})>?[^@]{{0,100}}?\(expanded from:?\s*<?({ADDRESS_RE.pattern})>?\)")
 # Sendmail transcript lines: what was sent (">>> RCPT To:<...>", which names the stage) and the remote's reply.
 TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
+# Sendmail's own line about one recipient under such a transcript: "554 <addr>... Remote protocol error".
+SUMMARY_LINE_RE = re.compile(r"\s*(?:[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)?<?[^\s<>@]+@[^\s<>]+?>?\.\.\.")
 MAX_DIAGNOSTIC = 1000
 MAX_BLOCK_LINES = 12
 # An address this far into its line starts its own block (the line before it is someone else's text).
@@ -299,7 +301,8 @@ def with_own_text(reason: str, own: str) -> str:
 
 
 def recipient_block(text: str, lowered: str, address: str, next_address: str | None = None) -> str:
-    """The text from the first mention of the address up to the next recipient's first mention.
+    """The text from the first mention of the address up to the next recipient's first mention, after the
+    Sendmail transcript lines above it when that mention is Sendmail's summary line about the recipient.
 
     ``lowered`` is ``text`` lower-cased (parts.lowered, computed once per message: a bounce naming a hundred
     recipients must not lower-case its text a hundred times). Works on a bounded window (MAX_DIAGNOSTIC
@@ -311,7 +314,7 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
     line_start = lowered.rfind("\n", 0, position) + 1
     start = line_start if position - line_start <= MAX_LINE_LEAD else position
     lines = text[start:start + MAX_DIAGNOSTIC].splitlines()
-    transcript = transcript_before(text, start)
+    transcript = transcript_before(text, start) if SUMMARY_LINE_RE.match(lines[0]) else []
     if next_address and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
         # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
         end = 1

@@ -346,3 +346,16 @@ def test_sendmail_transcript_lines_above_a_recipient_error_give_its_reply_and_st
     _, findings = reported_findings(raw)
     assert [(f.recipient, f.reply_code, f.stage) for f in findings] == [(a, "553", "mail") for a in recipients]
     assert all("listed at bl.example.net" in f.diagnostic for f in findings)
+
+
+def test_transcript_lines_of_the_recipient_above_are_not_taken_for_the_next_one(make_bounce):
+    """Reports that write each address on its own line with its session below it (no blank line between
+    recipients) keep each recipient's reply: only Sendmail's "<addr>... reason" summary line reads the
+    transcript above it."""
+    raw = make_bounce("<a@example.com>:\n>>> RCPT TO:<a@example.com>\n<<< 550 5.1.1 <a@example.com>: user unknown\n"
+                      "<b@example.com>:\n>>> DATA\n<<< 552 5.2.2 mailbox full\n"
+                      "<c@example.com>:\n>>> DATA\n<<< 554 5.7.1 message refused\n")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.reply_code, f.status, f.stage) for f in findings] == [
+        ("a@example.com", "550", "5.1.1", "rcpt"), ("b@example.com", "552", "5.2.2", "data"),
+        ("c@example.com", "554", "5.7.1", "data")]
