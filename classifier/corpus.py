@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +32,22 @@ USER_WEIGHT = 10.0
 
 
 CORRECTIONS = "corrections.jsonl"
+
+
+def jsonl_records(path: Path) -> Iterator[dict]:
+    """The JSON objects of a JSONL file, one per non-empty line."""
+    return (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def recipient_keys(examples: Iterable[Example]) -> list[tuple[str, int]]:
+    """(e-mail, place among its examples) of each example: how rewordings and readers' labels name a corpus
+    recipient (a recipient with no example, such as a delayed one, takes no place)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for example in examples:
+        seen[example.group] = seen.get(example.group, -1) + 1
+        keys.append((example.group, seen[example.group]))
+    return keys
 
 
 def corpus_labels(root: Path, corrected: bool = True) -> list[dict]:

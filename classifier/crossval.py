@@ -14,7 +14,6 @@ Training-time only: needs the ``train`` extra.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import defaultdict
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .augment import reply_bank, without_codes
-from .corpus import Example, corpus_examples
+from .corpus import Example, corpus_examples, jsonl_records, recipient_keys
 from .evaluate import (
     PERTURBATIONS,
     Scores,
@@ -189,33 +188,38 @@ def leave_providers_out(examples: list[Example], folds: int, temperature: float,
     return {name: count / max(total, 1) for name, count in right.items()}
 
 
+AGREED = "(agreed)"  # the row of recipients on which all of an item's readers agree
+
+
 def load_readers(path: Path) -> list[dict]:
     """Independent readers' labels of corpus recipients: one JSON line each, ``id`` (the e-mail), ``index`` (the
-    recipient's place among the e-mail's labelled recipients) and ``readers`` (reader -> category)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    recipient's place among the e-mail's examples, corpus.recipient_keys), ``recipient`` (the address extraction
+    reports for it) and ``readers`` (reader -> category)."""
+    return list(jsonl_records(path))
 
 
 def reader_agreement(examples: Sequence[Example], predicted: Sequence[str],
                      readers: list[dict]) -> dict[str, tuple[int, float, float]]:
-    """Per reader, and for the recipients where all of an item's readers agree ("agreed"): how many recipients,
+    """Per reader, and for the recipients on which an item's readers all agree (AGREED): how many recipients,
     how often the corpus label and how often the model's decision is the reader's category.
 
     Readers label from CATEGORIES.md alone, without the corpus labels: how often they agree with the corpus says
     how reproducible the labels are, and how often the model agrees with them says what a reader would score it.
+    Items of e-mails not among the examples are skipped; an item whose recipient is not the example's is an
+    error (labels read another way, e.g. --original-labels, place recipients differently).
     """
-    places: dict[str, int] = defaultdict(int)
-    position = {}
-    for i, example in enumerate(examples):
-        position[(example.group, places[example.group])] = i
-        places[example.group] += 1
+    position = {key: i for i, key in enumerate(recipient_keys(examples))}
     tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for item in readers:
         i = position.get((item["id"], item["index"]))
         if i is None:
             continue
+        if examples[i].finding.recipient != item["recipient"]:
+            raise ValueError(f"readers' recipient {item['index']} of {item['id']} is {item['recipient']!r}, "
+                             f"the corpora's {examples[i].finding.recipient!r}")
         votes = dict(item["readers"])
-        if len(set(votes.values())) == 1:
-            votes["agreed"] = next(iter(votes.values()))
+        if len(votes) > 1 and len(set(votes.values())) == 1:
+            votes[AGREED] = next(iter(votes.values()))
         for name, category in votes.items():
             tally = tallies[name]
             tally[0] += 1
@@ -242,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", type=int, metavar="FOLDS",
                         help="only leave-providers-out over the reply bank (FOLDS groups of providers)")
     args = parser.parse_args(argv)
+    if args.readers and args.original_labels:
+        parser.error("--readers: the readers' file places recipients as the corrected labels do")
     examples = load(args.corpus, corrected=not args.original_labels)
     if args.providers:
         scores = leave_providers_out(examples, args.providers, TEMPERATURE,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .analyse import BounceClassifier
-from .corpus import Example, corpus_examples, jsonl_examples
+from .corpus import Example, corpus_examples, jsonl_examples, jsonl_records, recipient_keys
 from .extract import Finding
 from .perturb import codes_removed, paraphrased
 
@@ -93,19 +93,14 @@ def load_rewordings(directory: Path) -> dict[tuple[str, int], str]:
     """Hand-reworded diagnostics ({"id", "index", "diagnostic"} per line of every *.jsonl in ``directory``):
     the same failures as other servers would word them, keyed by e-mail and recipient index."""
     return {(r["id"], r["index"]): r["diagnostic"]
-            for path in sorted(directory.glob("*.jsonl"))
-            for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+            for path in sorted(directory.glob("*.jsonl")) for r in jsonl_records(path)}
 
 
-def reworded(examples: Iterable[Example], rewordings: dict[tuple[str, int], str]) -> list[Example]:
+def reworded(examples: list[Example], rewordings: dict[tuple[str, int], str]) -> list[Example]:
     """The examples with their diagnostic replaced by its rewording (codes and stage as extracted before)."""
-    seen: dict[str, int] = {}
-    out = []
-    for example in examples:
-        index = seen[example.group] = seen.get(example.group, -1) + 1
-        text = rewordings.get((example.group, index), example.finding.diagnostic)
-        out.append(replace(example, finding=replace(example.finding, diagnostic=text)))
-    return out
+    return [replace(example, finding=replace(example.finding,
+                                             diagnostic=rewordings.get(key, example.finding.diagnostic)))
+            for example, key in zip(examples, recipient_keys(examples), strict=True)]
 
 
 def load_labels(path: Path, part: str | None = None) -> list[Example]:

@@ -22,13 +22,12 @@ the product does not take for a failure or delay (detection's misses, not extrac
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .addresses import canonical
-from .corpus import delivered, labelled_address
+from .corpus import delivered, jsonl_records, labelled_address
 from .report import reported_findings
 
 DEFAULT_DSN_CORPUS = Path("tests/data/dsn-corpus")
@@ -78,14 +77,10 @@ class Tally:
         return self.matched / self.reported if self.reported else 1.0
 
 
-def _jsonl(path: Path) -> Iterator[dict]:
-    return (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-
-
 def dsn_corpus_addresses(root: Path = DEFAULT_DSN_CORPUS) -> dict[str, tuple[str | None, ...]]:
     """Message id -> failed recipients' addresses, from every review/*.addresses.jsonl present."""
     return {entry["id"]: tuple(entry["recipients"])
-            for path in sorted((root / "review").glob("*.addresses.jsonl")) for entry in _jsonl(path)}
+            for path in sorted((root / "review").glob("*.addresses.jsonl")) for entry in jsonl_records(path)}
 
 
 def dsn_corpus_truth(root: Path = DEFAULT_DSN_CORPUS) -> list[Truth]:
@@ -95,7 +90,7 @@ def dsn_corpus_truth(root: Path = DEFAULT_DSN_CORPUS) -> list[Truth]:
         return []
     return [Truth(label["id"], root / label["file"], "dsn-corpus", label["module"],
                   addresses[label["id"]] if label["is_bounce"] else ())
-            for label in _jsonl(root / "labels.jsonl") if label["id"] in addresses]
+            for label in jsonl_records(root / "labels.jsonl") if label["id"] in addresses]
 
 
 def extra_truth(root: Path = DEFAULT_EXTRA) -> list[Truth]:
@@ -106,7 +101,7 @@ def extra_truth(root: Path = DEFAULT_EXTRA) -> list[Truth]:
     return [Truth(label["id"], root / label["file"], label["source"], label["family"],
                   tuple(labelled_address(r) for r in label["recipients"] if not delivered(r))
                   if label["is_bounce"] and label.get("kind") != "success" else ())  # nothing failed or waits
-            for label in _jsonl(path)]
+            for label in jsonl_records(path)]
 
 
 def reported_addresses(raw: bytes) -> list[str] | None:
