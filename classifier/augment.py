@@ -8,14 +8,13 @@ included, written from their public documentation, and two hand-written paraphra
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .codes import STATUS_RE
-from .corpus import Example
+from .corpus import Example, jsonl_records
 from .extract import Finding, find_stage, finding_from_text
 from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
 
@@ -101,11 +100,10 @@ class BankReply:
 
 def reply_bank(directory: Path = PHRASES_DIR) -> list[BankReply]:
     """Every line of the reply bank: replies.jsonl, then each paraphrases-*.jsonl ("of": the reply's line)."""
-    replies = [json.loads(line) for line in (directory / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+    replies = list(jsonl_records(directory / "replies.jsonl"))
     bank = [BankReply(r["category"], r["text"], r["who"], r["lang"]) for r in replies]
     for path in sorted(directory.glob("paraphrases-*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
+        for record in jsonl_records(path):
             reply = replies[record["of"] - 1]
             bank.append(BankReply(record["category"], record["text"], reply["who"], reply["lang"], True))
     return bank

@@ -56,8 +56,7 @@ def corpus_labels(root: Path, corrected: bool = True) -> list[dict]:
     A correction names the message, the recipient's index and the old label, so a correction that no longer
     matches its label is an error rather than a silent change.
     """
-    labels = [json.loads(line) for line in (root / "labels.jsonl").read_text(encoding="utf-8").splitlines()
-              if line.strip()]
+    labels = list(jsonl_records(root / "labels.jsonl"))
     path = root / CORRECTIONS
     if corrected and path.exists():
         by_id = {label["id"]: label for label in labels}
