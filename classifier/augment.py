@@ -11,14 +11,19 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 from .codes import STATUS_RE
 from .corpus import Example, jsonl_records
 from .extract import Finding, find_stage, finding_from_text
+from .features import WORD_RE
 from .phrasebank import SEEDS, STAGE_COMMANDS, SYNONYMS, WRAPPERS
 
 PHRASES_DIR = Path(__file__).with_name("phrases")
+# How much of an MTA's lead-in is kept before the reason: what an extracted diagnostic carries next to a reply,
+# and short enough that a reason without codes stays within the words the model reads (features.MAX_WORDS).
+LEAD_WORDS = 20
 REPLY_CODE_RE = re.compile(r"(?<![\w.])[245][0-5]\d(?=[\s\-:]|$)")
 CLAUSE_SPLIT_RE = re.compile(r"(?<=[.;:,])\s+")
 _SYNONYM_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b",
@@ -65,9 +70,26 @@ def variant(finding: Finding, rng: random.Random) -> Finding:
     return without_codes(varied) if rng.random() < 0.35 else varied
 
 
+def mta_wrappers(path: Path = PHRASES_DIR / "wrappers.jsonl") -> tuple[str, ...]:
+    """The MTAs' and providers' own boilerplates (wrappers.jsonl), each cut to its last LEAD_WORDS words before
+    the reason."""
+    def cut(template: str) -> str:
+        lead, reason, tail = template.partition("{reason}")
+        words = [match.start() for match in WORD_RE.finditer(lead)]  # the model's words: CJK counts each character
+        start = words[-LEAD_WORDS] if len(words) > LEAD_WORDS else 0
+        return lead[start - (lead[start - 1:start] == "{"):] + reason + tail
+    return tuple(cut(record["template"]) for record in jsonl_records(path))
+
+
+@cache
+def all_wrappers() -> tuple[str, ...]:
+    """The generic boilerplates of phrasebank and the MTAs' own."""
+    return WRAPPERS + mta_wrappers()
+
+
 def wrapped(reason: str, rng: random.Random, status: str = "", reply: str = "", stage: str = "unknown") -> str:
     """A failure text in one of the MTA boilerplates that carry a remote reply."""
-    text = rng.choice(WRAPPERS).format(
+    text = rng.choice(all_wrappers()).format(
         reason=reason, status=status, reply=reply, host="mx.example.net [192.0.2.1]", addr="user@example.org",
         stage_cmd=STAGE_COMMANDS[stage],
     )

@@ -71,3 +71,24 @@ def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_categor
             assert paraphrase_["category"] == replies[paraphrase_["of"] - 1]["category"], line
     assert len(bank) == len(replies) + sum(1 for p in PHRASES_DIR.glob("paraphrases-*.jsonl")
                                            for _ in p.read_text(encoding="utf-8").splitlines())
+
+
+def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads():
+    """The wrappers teach the model to read past an MTA's lead-in; one that pushed the reason out of the words
+    read would teach it the lead-in instead."""
+    from mailwarden.classifier.augment import all_wrappers
+    from mailwarden.classifier.extract import finding_from_text
+
+    for template in all_wrappers():
+        text = template.format(reason="Zzreason", reply="", status="", addr="user@example.org",
+                               host="mx.example.net [192.0.2.1]", stage_cmd="RCPT TO")
+        assert "zzreason" in model_text(finding_from_text("user@example.org", text)).split(), template
+
+
+def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once():
+    from mailwarden.classifier.augment import PHRASES_DIR
+
+    lines = [json.loads(line) for line in (PHRASES_DIR / "wrappers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == len({line["template"] for line in lines}) >= 80
+    for line in lines:
+        assert set(line) == {"mta", "lang", "template"} and line["template"].count("{reason}") == 1, line
