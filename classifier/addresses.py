@@ -32,7 +32,8 @@ BOUNCE_SENDER_NAME_RE = re.compile(r"(?i)mailer-daemon|mail[ .]delivery[ .](?:su
 # Suffixes of a mailing list's administrative addresses ("announce-bounces@...").
 LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request"})
 # List managers that send from their own name ("sympa@lists.example.org", "LISTSERV@...").
-LIST_MANAGER_LOCALPARTS = frozenset({"sympa", "listserv", "majordomo", "mailman", "mlmmj", "ezmlm"})
+LIST_MANAGER_LOCALPARTS = frozenset({"sympa", "listserv", "majordomo", "mailman", "mlmmj", "ezmlm", "listproc", "lyris",
+                                     "ecartis"})
 # Mailboxes that are never the failed recipient: the report's own robots and no-reply senders.
 ROBOT_LOCALPARTS = BOUNCE_SENDER_LOCALPARTS | {"noreply", "no-reply"}
 
