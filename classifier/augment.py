@@ -77,7 +77,9 @@ def mta_wrappers(path: Path = PHRASES_DIR / "wrappers.jsonl") -> tuple[str, ...]
         lead, reason, tail = template.partition("{reason}")
         words = [match.start() for match in WORD_RE.finditer(lead)]  # the model's words: CJK counts each character
         start = words[-LEAD_WORDS] if len(words) > LEAD_WORDS else 0
-        return lead[start - (lead[start - 1:start] == "{"):] + reason + tail
+        if lead[start - 1:start] == "{":  # a placeholder's name is one word: keep its brace
+            start -= 1
+        return lead[start:] + reason + tail
     return tuple(cut(record["template"]) for record in jsonl_records(path))
 
 

@@ -92,8 +92,7 @@ EXTRA_NOTICES = [(root, label) for root in (EXTRA, MTA_FORMATS) for label in lab
                  if not label["is_bounce"] or label.get("kind") in ("delay", "success")]
 NOTICE_MISSES = {
     "mta-formats-messagegate-02": "product miss: a filter's compliance hold ('HELD FOR REVIEW ... It has not been "
-                                  "rejected') from a postmaster-like sender with a bounce-like subject is read as a "
-                                  "failure",
+                                  "rejected', 'will be delivered automatically') is read as a failure",
 }
 
 
@@ -193,8 +192,8 @@ EXTRA_ADDRESS_MISMATCH = {
     **dict.fromkeys(("mta-formats-lyris-01", "mta-formats-lyris-03"),
                     "product miss: a list's refusal names the list only by name ('de lijst onderzoek-l'), in "
                     "Dutch or Portuguese refusal wording no pattern reads"),
-    "mta-formats-websense-01": UNDETECTED + "a gateway's Spanish block notice ('Su mensaje no ha sido entregado') "
-                               "from postmaster@ with a subject no pattern reads ('Mensaje bloqueado')",
+    "mta-formats-websense-01": UNDETECTED + "a gateway's Spanish block notice from postmaster@ ('Mensaje "
+                               "bloqueado', 'Su mensaje no ha sido entregado')",
     "mta-formats-smartlist-01": UNDETECTED + "SmartList's notice to the list owner that a subscriber was removed "
                                 "after bouncing, quoting the last bounce",
     "mta-formats-egroups-02": "product miss: the group's -owner address that the refusal names is reported as a "
