@@ -70,23 +70,20 @@ def variant(finding: Finding, rng: random.Random) -> Finding:
     return without_codes(varied) if rng.random() < 0.35 else varied
 
 
-def mta_wrappers(path: Path = PHRASES_DIR / "wrappers.jsonl") -> tuple[str, ...]:
-    """The MTAs' and providers' own boilerplates (wrappers.jsonl), each cut to its last LEAD_WORDS words before
-    the reason."""
-    def cut(template: str) -> str:
-        lead, reason, tail = template.partition("{reason}")
-        words = [match.start() for match in WORD_RE.finditer(lead)]  # the model's words: CJK counts each character
-        start = words[-LEAD_WORDS] if len(words) > LEAD_WORDS else 0
-        if lead[start - 1:start] == "{":  # a placeholder's name is one word: keep its brace
-            start -= 1
-        return lead[start:] + reason + tail
-    return tuple(cut(record["template"]) for record in jsonl_records(path))
+def cut_lead(template: str) -> str:
+    """The template with only the last LEAD_WORDS words of its lead-in before the reason."""
+    lead, reason, tail = template.partition("{reason}")
+    words = [match.start() for match in WORD_RE.finditer(lead)]  # the model's words: CJK counts each character
+    start = words[-LEAD_WORDS] if len(words) > LEAD_WORDS else 0
+    if lead[start - 1:start] == "{":  # a placeholder's name is one word: keep its brace
+        start -= 1
+    return lead[start:] + reason + tail
 
 
 @cache
 def all_wrappers() -> tuple[str, ...]:
-    """The generic boilerplates of phrasebank and the MTAs' own."""
-    return WRAPPERS + mta_wrappers()
+    """The generic boilerplates of phrasebank and the MTAs' and providers' own (wrappers.jsonl), cut."""
+    return WRAPPERS + tuple(cut_lead(record["template"]) for record in jsonl_records(PHRASES_DIR / "wrappers.jsonl"))
 
 
 def wrapped(reason: str, rng: random.Random, status: str = "", reply: str = "", stage: str = "unknown") -> str:

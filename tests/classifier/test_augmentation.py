@@ -92,3 +92,4 @@ def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once()
     assert len(lines) == len({line["template"] for line in lines}) >= 80
     for line in lines:
         assert set(line) == {"mta", "lang", "template"} and line["template"].count("{reason}") == 1, line
+        assert line["mta"] and len(line["lang"]) == 2, line

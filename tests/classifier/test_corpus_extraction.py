@@ -190,8 +190,8 @@ EXTRA_ADDRESS_MISMATCH = {
                             "message to oneself); the bounce's own addresses are never reported",
     # Round 7 (session 11), after its blind score.
     **dict.fromkeys(("mta-formats-lyris-01", "mta-formats-lyris-03"),
-                    "product miss: a list's refusal names the list only by name ('de lijst onderzoek-l'), in "
-                    "Dutch or Portuguese refusal wording no pattern reads"),
+                    UNDETECTED + "Lyris's refusal of a post in Dutch or Portuguese ('is NIET verspreid', 'não foi "
+                    "distribuída'), wording the list-refusal pattern does not have"),
     "mta-formats-websense-01": UNDETECTED + "a gateway's Spanish block notice from postmaster@ ('Mensaje "
                                "bloqueado', 'Su mensaje no ha sido entregado')",
     "mta-formats-smartlist-01": UNDETECTED + "SmartList's notice to the list owner that a subscriber was removed "
