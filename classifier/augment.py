@@ -132,12 +132,10 @@ def reply_bank(directory: Path = PHRASES_DIR) -> list[BankReply]:
 
 def reply_examples(rng: random.Random, bank: list[BankReply]) -> list[Example]:
     """Each bank reply as a report would carry it, once in some boilerplate and once varied (reworded,
-    shuffled or without codes). The SMTP stage a boilerplate names is drawn at random: a reply's words do not
-    depend on the command it answers, and relaying MTAs quote most refusals at RCPT, not only at DATA."""
+    shuffled or without codes)."""
     out = []
     for reply in bank:
-        stage = rng.choice(tuple(STAGE_COMMANDS))
-        finding = finding_from_text("user@example.org", wrapped(reply.text, rng, stage=stage))
+        finding = finding_from_text("user@example.org", wrapped(reply.text, rng))
         out += [Example(finding, reply.category, f"reply:{reply.category}"),
                 Example(variant(finding, rng), reply.category, f"reply:{reply.category}")]
     return out

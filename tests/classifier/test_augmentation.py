@@ -93,13 +93,3 @@ def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once()
     for line in lines:
         assert set(line) == {"mta", "lang", "template"} and line["template"].count("{reason}") == 1, line
         assert line["mta"] and len(line["lang"]) == 2, line
-
-
-def test_reply_bank_lines_are_learnt_at_every_smtp_stage_a_boilerplate_names():
-    """A reply's words do not depend on the command it answers; learnt only 'in reply to DATA', a relayed
-    refusal at RCPT leaned on the corpora, where RCPT is mostly unknown users."""
-    from mailwarden.classifier.augment import BankReply, reply_examples
-
-    bank = [BankReply("bad-domain", "550 5.1.2 Domain does not exist", "generic", "en")] * 400
-    stages = {example.finding.stage for example in reply_examples(random.Random(4), bank)}
-    assert {"rcpt", "data", "mail", "connect"} <= stages
