@@ -1,9 +1,10 @@
 """Training-time augmentation: paraphrase, reordered clauses, other languages, missing codes, seed phrasings.
 
 The point is robustness to wording: every real example is also seen reworded, shuffled and stripped of its
-status/reply codes, and every category is also seen in hand-written phrasings wrapped in varied MTA
-boilerplate (phrasebank.py) and in the reply bank (phrases/: whole replies as providers and MTAs word them, codes
-included, written from their public documentation, and two hand-written paraphrases of each).
+status/reply codes, and every category is also seen in hand-written phrasings and in the reply bank (phrases/:
+whole replies as providers and MTAs word them, codes included, written from their public documentation, and two
+hand-written paraphrases of each), both wrapped in varied MTA boilerplate (phrasebank.WRAPPERS and
+phrases/wrappers.jsonl, the MTAs' own).
 """
 
 from __future__ import annotations
