@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 
 from mailwarden.classifier.augment import paraphrase, variant, without_codes
+from mailwarden.classifier.corpus import jsonl_records
 from mailwarden.classifier.extract import Finding
 from mailwarden.classifier.features import model_text, normalise
 from mailwarden.classifier.perturb import HELD_OUT, paraphrased
@@ -64,13 +64,12 @@ def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_categor
 
     bank = reply_bank()
     assert {reply.category for reply in bank} == set(default_types()) - {NOT_A_BOUNCE}
-    replies = [json.loads(line) for line in (PHRASES_DIR / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+    replies = list(jsonl_records(PHRASES_DIR / "replies.jsonl"))
     for path in PHRASES_DIR.glob("paraphrases-*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            paraphrase_ = json.loads(line)
-            assert paraphrase_["category"] == replies[paraphrase_["of"] - 1]["category"], line
+        for paraphrase_ in jsonl_records(path):
+            assert paraphrase_["category"] == replies[paraphrase_["of"] - 1]["category"], paraphrase_
     assert len(bank) == len(replies) + sum(1 for p in PHRASES_DIR.glob("paraphrases-*.jsonl")
-                                           for _ in p.read_text(encoding="utf-8").splitlines())
+                                           for _ in jsonl_records(p))
 
 
 def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads():
@@ -88,7 +87,7 @@ def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads(
 def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once():
     from mailwarden.classifier.augment import PHRASES_DIR
 
-    lines = [json.loads(line) for line in (PHRASES_DIR / "wrappers.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = list(jsonl_records(PHRASES_DIR / "wrappers.jsonl"))
     assert len(lines) == len({line["template"] for line in lines}) >= 80
     for line in lines:
         assert set(line) == {"mta", "lang", "template"} and line["template"].count("{reason}") == 1, line
