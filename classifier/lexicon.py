@@ -7,6 +7,10 @@ rejected, expired, ...); each term found gets its concept's English words put in
 reads the concept and still sees the original word. The table names no category: what a concept means for
 the label is learnt like every other word. It was written from knowledge of the languages, not from the
 corpora or the reply bank, and terms found in English failure texts were left out (docs/classifier.md).
+
+English has the same problem with jargon: a block list, an abbreviation or a vendor's word the training texts
+never showed ("listed at UCEPROTECT", "PTR", "throttled"). jargon.json lists such terms per concept, written
+the same way, and they are glossed as one more language ("throttled" -> "too many throttled").
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from itertools import islice
 from pathlib import Path
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.json")
+# English jargon per concept (block lists, SPF, NXDOMAIN, throttled, ...), glossed like one more language.
+JARGON_PATH = Path(__file__).with_name("jargon.json")
 # Terms of word scripts are looked up by their first KEY characters where a word that can start one stands (a
 # regular expression over the 5 000 terms cost ~250 us per text, this ~10 us for an English one).
 KEY = 4
@@ -123,7 +129,16 @@ class Glossary:
         return word if word in self._short else None
 
 
+def shipped_lexicon(with_jargon: bool = True) -> dict:
+    """lexicon.json, with jargon.json's English terms as one more language unless ``with_jargon`` is false."""
+    lexicon = json.loads(LEXICON_PATH.read_text(encoding="utf-8"))
+    if with_jargon:
+        jargon = json.loads(JARGON_PATH.read_text(encoding="utf-8"))
+        lexicon["terms"] = {**lexicon["terms"], "en": jargon["terms"]}
+    return lexicon
+
+
 @cache
 def glossary() -> Glossary:
-    """The shipped lexicon, compiled once."""
-    return Glossary(json.loads(LEXICON_PATH.read_text(encoding="utf-8")))
+    """The shipped lexicon and jargon, compiled once."""
+    return Glossary(shipped_lexicon())
