@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 import re
 
-from mailwarden.classifier.augment import paraphrase, variant, without_codes
+from mailwarden.classifier.augment import PHRASES_DIR, all_wrappers, paraphrase, reply_bank, variant, without_codes
 from mailwarden.classifier.corpus import jsonl_records
-from mailwarden.classifier.extract import Finding
+from mailwarden.classifier.extract import Finding, finding_from_text
 from mailwarden.classifier.features import model_text, normalise
 from mailwarden.classifier.perturb import HELD_OUT, paraphrased
 from mailwarden.classifier.phrasebank import SEEDS, SYNONYMS
+from mailwarden.classifier.taxonomy import NOT_A_BOUNCE, default_types
 
 FINDING = Finding(recipient="r@example.com", status="5.2.2", reply_code="552",
                   diagnostic="552 5.2.2 <r@example.com> mailbox full, quota exceeded", stage="rcpt")
@@ -59,9 +60,6 @@ def test_every_default_category_has_seed_phrasings_in_several_languages():
 
 
 def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_category_of_their_reply():
-    from mailwarden.classifier.augment import PHRASES_DIR, reply_bank
-    from mailwarden.classifier.taxonomy import NOT_A_BOUNCE, default_types
-
     bank = reply_bank()
     assert {reply.category for reply in bank} == set(default_types()) - {NOT_A_BOUNCE}
     replies = list(jsonl_records(PHRASES_DIR / "replies.jsonl"))
@@ -75,8 +73,6 @@ def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_categor
 def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads():
     """The wrappers teach the model to read past an MTA's lead-in; one that pushed the reason out of the words
     read would teach it the lead-in instead."""
-    from mailwarden.classifier.augment import all_wrappers
-    from mailwarden.classifier.extract import finding_from_text
 
     for template in all_wrappers():
         text = template.format(reason="Zzreason", reply="", status="", addr="user@example.org",
@@ -85,7 +81,6 @@ def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads(
 
 
 def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once():
-    from mailwarden.classifier.augment import PHRASES_DIR
 
     lines = list(jsonl_records(PHRASES_DIR / "wrappers.jsonl"))
     assert len(lines) == len({line["template"] for line in lines}) >= 80
