@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from functools import cache
 from itertools import islice
 from pathlib import Path
@@ -31,30 +30,13 @@ KEY = 4
 WORD_RE = re.compile(r"\w+")
 # Words remembered as starting a term or not; a hostile flood of new words fills it and is then looked up anew.
 MAX_KNOWN_WORDS = 100_000
-# Characters of the scripts whose terms are found anywhere in a word (see Glossary): a text without any skips
-# that scan.
+# Terms of the scripts found anywhere in a word (see Glossary) are looked up by their first SUBSTRING_KEY
+# characters at every position: ~0.15 us a character, against ~0.5 us for one trie-shaped regular expression
+# over the 1 352 terms (Python's re tries the alternatives of a branch one by one). A text without any
+# character of those scripts skips the scan.
+SUBSTRING_KEY = 2
 _SUBSTRING_SCRIPTS = "\u0590-\u08ff\u0900-\u097f\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff66-\uff9f"
 SUBSTRING_SCRIPT_RE = re.compile(f"[{_SUBSTRING_SCRIPTS}]")
-
-
-def trie_pattern(terms: Iterable[str]) -> str:
-    """One regular expression matching any of ``terms``, the longest where several start alike, built as a trie
-    so that a position is tried against one branch per character instead of one per term."""
-    root: dict[str, dict] = {}
-    for term in terms:
-        node = root
-        for char in term:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def emit(node: dict[str, dict]) -> str:
-        branches = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
-        return f"(?:{body})?" if "" in node else body
-
-    return emit(root)
 
 
 class Glossary:
@@ -69,18 +51,18 @@ class Glossary:
         # anywhere.
         self._stems: dict[str, list[str]] = {}
         self._short: set[str] = set()
-        substrings: set[str] = set()
+        self._substrings: dict[str, list[str]] = {}
         for language, concepts in lexicon["terms"].items():
             for concept, terms in concepts.items():
                 for term in terms:
                     self._concept.setdefault(term, english[concept])
                     if language in substring_languages:
-                        substrings.add(term)
+                        self._substrings.setdefault(term[:SUBSTRING_KEY], []).append(term)
                     elif len(term) < KEY:
                         self._short.add(term)
                     else:
                         self._stems.setdefault(term[:KEY], []).append(term)
-        for candidates in self._stems.values():
+        for candidates in (*self._stems.values(), *self._substrings.values()):
             candidates.sort(key=len, reverse=True)
         # Which words can start a term: one a one-word term is a prefix of, the first word of a longer term, or a
         # short term; decided once per word (bounce texts reuse few words) so most words cost one lookup.
@@ -88,7 +70,7 @@ class Glossary:
         self._first_words = {WORD_RE.match(term).group(0) for terms in self._stems.values() for term in terms
                              if not WORD_RE.fullmatch(term)} | self._short
         self._starts: dict[str, bool] = {}
-        self._substring_re = re.compile(trie_pattern(substrings)) if substrings else None
+        self._single_substrings = any(len(key) < SUBSTRING_KEY for key in self._substrings)
 
     def gloss(self, text: str, max_words: int | None = None) -> str:
         """``text`` (lower-cased) with the English words of every lexicon term in front of it; only the terms
@@ -107,9 +89,27 @@ class Glossary:
                 done, covered = start, start + len(term)
         if pieces:
             text = "".join(pieces) + text[done:]
-        if self._substring_re is not None and SUBSTRING_SCRIPT_RE.search(text):
-            text = self._substring_re.sub(lambda m: f" {self._concept[m.group(0)]} {m.group(0)} ", text)
+        if self._substrings and SUBSTRING_SCRIPT_RE.search(text):
+            text = self._gloss_substrings(text)
         return text
+
+    def _gloss_substrings(self, text: str) -> str:
+        """The terms found anywhere: at each position the longest one starting there, left to right, none
+        overlapping."""
+        lookup = self._substrings.get
+        pieces: list[str] = []
+        done = position = 0
+        while position < len(text):
+            candidates = lookup(text[position:position + SUBSTRING_KEY]) or (
+                self._single_substrings and lookup(text[position])) or ()
+            for term in candidates:
+                if text.startswith(term, position):
+                    pieces += [text[done:position], f" {self._concept[term]} {term} "]
+                    position = done = position + len(term)
+                    break
+            else:
+                position += 1
+        return "".join(pieces) + text[done:] if pieces else text
 
     def _can_start(self, word: str) -> bool:
         """Whether a term can start with ``word``."""

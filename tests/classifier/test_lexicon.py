@@ -8,7 +8,7 @@ import pytest
 
 from mailwarden.classifier import BounceClassifier, lexicon
 from mailwarden.classifier.augment import reply_bank
-from mailwarden.classifier.lexicon import Glossary, glossary, shipped_lexicon, trie_pattern
+from mailwarden.classifier.lexicon import Glossary, glossary, shipped_lexicon
 from mailwarden.classifier.perturb import HELD_OUT
 
 SMALL_LEXICON = {
@@ -22,10 +22,12 @@ SMALL_LEXICON = {
 SMALL = Glossary(SMALL_LEXICON)
 
 
-def test_trie_pattern_matches_each_term_and_prefers_the_longest():
-    pattern = re.compile(trie_pattern(["mail", "mailbox", "mailer", "box"]))
-    assert [m.group(0) for m in pattern.finditer("mailbox mailer mails box")] == [
-        "mailbox", "mailer", "mail", "box"]
+def test_terms_found_anywhere_prefer_the_longest_and_never_overlap():
+    lexicon = {"concepts": {"a": "alpha", "b": "beta", "c": "gamma", "d": "delta"}, "substring_languages": ["zh"],
+               "terms": {"zh": {"a": ["域名"], "b": ["域名不"], "c": ["不存在"], "d": ["在"]}}}
+    glossed = Glossary(lexicon)
+    assert glossed.gloss("域名不存在") == " beta 域名不 存 delta 在 "  # "不存在" overlaps the longer "域名不"
+    assert glossed.gloss("的域名存在") == "的 alpha 域名 存 delta 在 "
 
 
 def test_a_stem_is_glossed_at_a_word_start_in_any_inflection_but_not_inside_a_word():
