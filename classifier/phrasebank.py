@@ -33,7 +33,6 @@ SEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[
             "bad destination mailbox address",
             "recipient rejected: no such mailbox",
             "account does not exist",
-            "this address no longer accepts mail",
             "user is not known at this site",
             "invalid mailbox",
             "destinataire inconnu",
@@ -53,6 +52,7 @@ SEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[
         ("5.2.1", "5.0.0"), ("550", "554"), ("rcpt",),
         (
             "the email account that you tried to reach is disabled", "account disabled",
+            "this address no longer accepts mail",
             "mailbox is inactive", "this account has been suspended", "mailbox disabled, not accepting messages",
             "account is frozen", "the mailbox has been deactivated due to inactivity", "account expired",
             "user account is locked", "compte désactivé", "konto deaktiviert", "cuenta desactivada",
@@ -170,9 +170,9 @@ SEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[
         (
             "client host blocked using spamhaus", "your ip address is listed on a blocklist",
             "blocked by dnsbl", "connection refused due to poor reputation", "access denied, banned sending ip",
-            "sending ip has poor reputation", "connection rejected",
+            "sending ip has poor reputation",
             "your host is blocked", "ip address blacklisted", "rejected because the sending mta is listed",
-            "refused to talk to me", "mail from your ip is temporarily deferred because of its reputation",
+            "mail from your ip is temporarily deferred because of its reputation",
             "adresse ip bloquée", "ip auf sperrliste", "ip bloqueada",
             "送信元ipアドレスがブロックされています",
             "your ip has been blocked",
@@ -347,6 +347,7 @@ SEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[
         ("4.4.1", "5.4.6", "4.4.0", "5.7.1", "5.4.0"), ("554", "550", "421", ""), ("connect", "unknown"),
         (
             "connection timed out", "no route to host", "connection refused", "relay access denied",
+            "connection rejected", "refused to talk to me",
             "relaying denied", "too many hops", "mail loop detected", "network is unreachable",
             "unable to connect to remote host", "lost connection with host", "we do not relay",
             "connexion refusée", "verbindung abgelehnt", "conexión rechazada", "接続できませんでした",
@@ -392,12 +393,11 @@ SEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[
         ),
     ),
     "system-error": (
-        ("4.3.0", "5.3.0", "4.2.0", "5.5.1", "5.5.0"), ("451", "554", "503", "500"), ("data", "mail", "rcpt"),
+        ("4.3.0", "5.3.0", "4.2.0"), ("451", "554", "421"), ("data", "mail", "rcpt"),
         (
             "local error in processing", "internal server error", "temporary system problem",
-            "requested action aborted: error in processing", "improper sequence of commands",
-            "command not recognized", "transaction failed", "mail system configuration error",
-            "server busy, try again later", "syntax error", "erreur système", "systemfehler",
+            "requested action aborted: error in processing", "mail system configuration error",
+            "server busy, try again later", "erreur système", "systemfehler",
             "error del sistema", "システムエラー",
             "internal error",
             "temporary server error",
