@@ -64,6 +64,11 @@ class Glossary:
                         self._stems.setdefault(term[:KEY], []).append(term)
         for candidates in (*self._stems.values(), *self._substrings.values()):
             candidates.sort(key=len, reverse=True)
+        # A one-character term is also a candidate wherever a longer key starts with it (after the longer terms).
+        singles = {key: terms for key, terms in self._substrings.items() if len(key) < SUBSTRING_KEY}
+        for key, candidates in self._substrings.items():
+            if len(key) == SUBSTRING_KEY and key[0] in singles:
+                candidates += singles[key[0]]
         # Which words can start a term: one a one-word term is a prefix of, the first word of a longer term, or a
         # short term; decided once per word (bounce texts reuse few words) so most words cost one lookup.
         self._one_word = {term for terms in self._stems.values() for term in terms if WORD_RE.fullmatch(term)}

@@ -24,10 +24,11 @@ SMALL = Glossary(SMALL_LEXICON)
 
 def test_terms_found_anywhere_prefer_the_longest_and_never_overlap():
     lexicon = {"concepts": {"a": "alpha", "b": "beta", "c": "gamma", "d": "delta"}, "substring_languages": ["zh"],
-               "terms": {"zh": {"a": ["域名"], "b": ["域名不"], "c": ["不存在"], "d": ["在"]}}}
+               "terms": {"zh": {"a": ["域名"], "b": ["域名不"], "c": ["不存在"], "d": ["在", "在线路"]}}}
     glossed = Glossary(lexicon)
     assert glossed.gloss("域名不存在") == " beta 域名不 存 delta 在 "  # "不存在" overlaps the longer "域名不"
     assert glossed.gloss("的域名存在") == "的 alpha 域名 存 delta 在 "
+    assert glossed.gloss("在线路在线") == " delta 在线路  delta 在 线"  # one character, where a longer term starts
 
 
 def test_a_stem_is_glossed_at_a_word_start_in_any_inflection_but_not_inside_a_word():
