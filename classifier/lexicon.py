@@ -69,13 +69,13 @@ class Glossary:
         for key, candidates in self._substrings.items():
             if len(key) == SUBSTRING_KEY and key[0] in singles:
                 candidates += singles[key[0]]
+        self._single_substrings = bool(singles)
         # Which words can start a term: one a one-word term is a prefix of, the first word of a longer term, or a
         # short term; decided once per word (bounce texts reuse few words) so most words cost one lookup.
         self._one_word = {term for terms in self._stems.values() for term in terms if WORD_RE.fullmatch(term)}
         self._first_words = {WORD_RE.match(term).group(0) for terms in self._stems.values() for term in terms
                              if not WORD_RE.fullmatch(term)} | self._short
         self._starts: dict[str, bool] = {}
-        self._single_substrings = any(len(key) < SUBSTRING_KEY for key in self._substrings)
 
     def gloss(self, text: str, max_words: int | None = None) -> str:
         """``text`` (lower-cased) with the English words of every lexicon term in front of it; only the terms
