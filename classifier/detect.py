@@ -28,7 +28,7 @@ BOUNCE_SUBJECT_RE = re.compile(
 # Czech, Russian, Chinese, Korean).
 NOT_DELIVERED_ELSEWHERE = (
     r"não (?:foi|pôde ser) entregue|non (?:è|e') stat[oa] consegnat|non (?:è|e') stato possibile consegnare"
-    r"|no (?:ha podido ser|pudo ser|fue|se ha) entregad|niet (?:worden )?afgeleverd|nie (?:została?|zostało) dostarczon"
+    r"|no (?:ha podido ser|ha sido|pudo ser|fue|se ha) entregad|niet (?:worden )?afgeleverd|nie (?:została?|zostało) dostarczon"
     r"|nebyla doručena|nemohla být doručena|не (?:было |может быть |удалось )?достав|无法投递|未能送达|投递失败"
     r"|전달되지 않았|전송되지 않았|배달되지"
 )
@@ -54,7 +54,7 @@ REPORT_BODY_RE = re.compile(
 LIST_REFUSAL_RE = re.compile(
     r"not allowed to post|(?:was|been) (?:automatically )?(?:rejected|denied|refused)"
     r"|not (?:been )?distributed|unable to be delivered to the list|a été rejeté|n'a pas été (?:diffusé|distribué)"
-    r"|abgelehnt|rechazad|rifiutat|拒否されました|投稿権限"
+    r"|abgelehnt|rechazad|rifiutat|rejeitad|geweigerd|niet verspreid|não foi distribuíd|拒否されました|投稿権限"
 )
 # A list's notice to a member that mail to the member's own address bounced (mlmmj's "Some messages to you could
 # not be delivered"): it reports on the reader's mailbox, not on a post of theirs, so it is no failure report.

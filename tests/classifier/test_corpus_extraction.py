@@ -189,11 +189,6 @@ EXTRA_ADDRESS_MISMATCH = {
     "mta-formats-plesk-03": "product miss, kept on purpose: the failed address is also the bounce's own To (a "
                             "message to oneself); the bounce's own addresses are never reported",
     # Round 7 (session 11), after its blind score.
-    **dict.fromkeys(("mta-formats-lyris-01", "mta-formats-lyris-03"),
-                    UNDETECTED + "Lyris's refusal of a post in Dutch or Portuguese ('is NIET verspreid', 'não foi "
-                    "distribuída'), wording the list-refusal pattern does not have"),
-    "mta-formats-websense-01": UNDETECTED + "a gateway's Spanish block notice from postmaster@ ('Mensaje "
-                               "bloqueado', 'Su mensaje no ha sido entregado')",
     "mta-formats-smartlist-01": UNDETECTED + "SmartList's notice to the list owner that a subscriber was removed "
                                 "after bouncing, quoting the last bounce",
     "mta-formats-egroups-02": "product miss: the group's -owner address that the refusal names is reported as a "
