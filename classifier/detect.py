@@ -28,7 +28,8 @@ BOUNCE_SUBJECT_RE = re.compile(
 # Czech, Russian, Chinese, Korean).
 NOT_DELIVERED_ELSEWHERE = (
     r"não (?:foi|pôde ser) entregue|non (?:è|e') stat[oa] consegnat|non (?:è|e') stato possibile consegnare"
-    r"|no (?:ha podido ser|ha sido|pudo ser|fue|se ha) entregad|niet (?:worden )?afgeleverd|nie (?:została?|zostało) dostarczon"
+    r"|no (?:ha podido ser|ha sido|pudo ser|fue|se ha) entregad|niet (?:worden )?afgeleverd"
+    r"|nie (?:została?|zostało) dostarczon"
     r"|nebyla doručena|nemohla být doručena|не (?:было |может быть |удалось )?достав|无法投递|未能送达|投递失败"
     r"|전달되지 않았|전송되지 않았|배달되지"
 )
