@@ -73,7 +73,6 @@ def test_reply_bank_lines_name_known_categories_and_paraphrases_keep_the_categor
 def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads():
     """The wrappers teach the model to read past an MTA's lead-in; one that pushed the reason out of the words
     read would teach it the lead-in instead."""
-
     for template in all_wrappers():
         text = template.format(reason="Zzreason", reply="", status="", addr="user@example.org",
                                host="mx.example.net [192.0.2.1]", stage_cmd="RCPT TO")
@@ -81,7 +80,6 @@ def test_a_reason_in_any_mta_boilerplate_stays_within_the_words_the_model_reads(
 
 
 def test_mta_wrappers_name_their_product_and_language_and_hold_the_reason_once():
-
     lines = list(jsonl_records(PHRASES_DIR / "wrappers.jsonl"))
     assert len(lines) == len({line["template"] for line in lines}) >= 80
     for line in lines:
