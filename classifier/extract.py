@@ -66,6 +66,8 @@ MENTION_WORDS = 4
 LETTER_RE = re.compile(r"[^\W\d_]")
 WORD_RE = re.compile(r"[^\W\d_]{3,}")
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
+# A line announcing the list below it ("The following recipients did not receive your message:").
+ANNOUNCEMENT_RE = re.compile(r"(?i)\bfollowing\b[^:]*:\s*$")
 # A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
 FIELD_ADDRESS_RE = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 # The reason sentence (Finding.reason): it starts after the first error reply and its enhanced code ("550-5.1.1",
@@ -83,6 +85,9 @@ EXPANSION_RE = re.compile(rf"({ADDRESS_RE.pattern})>?[^@]{{0,100}}?\(expanded fr
 TRANSCRIPT_PREFIXES = (">>> ", "<<< ")
 # Sendmail's own line about one recipient under such a transcript: "554 <addr>... Remote protocol error".
 SUMMARY_LINE_RE = re.compile(r"\s*(?:[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)?<?[^\s<>@]+@[^\s<>]+?>?\.\.\.")
+# Sendmail's line about a host rather than a recipient, "421 example.org (smtp)... Deferred: Connection timed
+# out": under a recipient's transcript it reports on the session with another host or mailer.
+HOST_LINE_RE = re.compile(r"\s*(?:[245]\d\d )?[\w.\-]+ \([\w\-]+\)\.\.\. ")
 MAX_DIAGNOSTIC = 1000
 MAX_BLOCK_LINES = 12
 # An address this far into its line starts its own block (the line before it is someone else's text).
@@ -322,6 +327,7 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
             end += 1
         return "\n".join(transcript + lines[:end])
     lines = lines[:MAX_BLOCK_LINES]
+    lines = lines[:next((i for i in range(1, len(lines)) if HOST_LINE_RE.match(lines[i])), len(lines))]
     if next_address:
         following = next_address.lower()
         lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
@@ -362,8 +368,10 @@ def with_reply(text: str, block: str) -> str:
 def says_something(block: str) -> bool:
     """Whether a recipient block holds a word besides the address ("(user not found)" does) in a sentence that
     is not a contact hint ("Please reply to Postmaster@... if you feel this message to be in error" under the
-    address, where the reason stands above it)."""
-    sentences = SENTENCE_SPLIT_RE.split(" ".join(ADDRESS_RE.sub("", block).split()))
+    address, where the reason stands above it) nor a line announcing what follows ("The following recipients
+    did not receive your message:" between two addresses of a list)."""
+    said = "\n".join(line for line in block.splitlines() if not ANNOUNCEMENT_RE.search(line))
+    sentences = SENTENCE_SPLIT_RE.split(" ".join(ADDRESS_RE.sub("", said).split()))
     return any(WORD_RE.search(sentence) and not NOT_RECIPIENT_LINE_RE.search(sentence) for sentence in sentences)
 
 

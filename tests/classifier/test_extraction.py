@@ -359,3 +359,32 @@ def test_transcript_lines_of_the_recipient_above_are_not_taken_for_the_next_one(
     assert [(f.recipient, f.reply_code, f.status, f.stage) for f in findings] == [
         ("a@example.com", "550", "5.1.1", "rcpt"), ("b@example.com", "552", "5.2.2", "data"),
         ("c@example.com", "554", "5.7.1", "data")]
+
+
+def test_a_sendmail_line_about_a_host_below_the_recipient_is_not_its_reason(make_bounce):
+    """Sendmail V5 ends a transcript with its line about the session's host ("421 example.org (smtp)...
+    Deferred: Connection timed out"): the recipient's "User unknown" above it is the reason, not a time-out."""
+    raw = make_bounce("   ----- Transcript of session follows -----\nWhile talking to smtp.example.org:\n"
+                      ">>> RCPT To:<kijitora@example.org>\n<<< 550 <kijitora@example.org>, User Unknown\n"
+                      "550 <kijitora@example.org>... User unknown\n"
+                      "421 example.org (smtp)... Deferred: Connection timed out during user open with example.org\n"
+                      "\n   ----- Unsent message follows -----\nFrom: a@example.com\nTo: x@example.org\n\nhi\n",
+                      subject="Returned mail: Deferred: Connection timed out during user open with example.org")
+    _, findings = reported_findings(raw)
+    assert [(f.recipient, f.stage) for f in findings] == [("kijitora@example.org", "rcpt")]
+    assert findings[0].diagnostic.endswith("550 <kijitora@example.org>... User unknown")
+    assert "timed out" not in findings[0].diagnostic
+
+
+def test_a_line_announcing_the_next_recipient_is_not_the_reason_of_the_one_above(make_bounce):
+    """Netscape Messaging Server states the reason once and then repeats "The following recipients did not
+    receive your message:" above each address: that line is not the first address's reason."""
+    raw = make_bounce("This Message was undeliverable due to the following reason:\n\n"
+                      "Your message was not delivered within 2 days.\nHost example.com is not responding.\n\n"
+                      "The following recipients did not receive your message:\n\n     <aaaaa@example.com>\n"
+                      "The following recipients did not receive your message:\n\n     <bbbbb@example.com>\n\n"
+                      "Please reply to Postmaster@mail.example.com\nif you feel this message to be in error.\n",
+                      subject="Mail System Error - Returned Mail")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["aaaaa@example.com", "bbbbb@example.com"]
+    assert all("not delivered within 2 days" in f.diagnostic for f in findings)
