@@ -53,6 +53,8 @@ STEMS = ("spam", "virus", "quota", "malware", "phish")
 WHOLE = ("spamhaus", "spamcop", "spamrats")
 COMPOUND_RE = re.compile(rf"\b(?!(?:{'|'.join(WHOLE)})\b)\w*?({'|'.join(STEMS)})\w*")
 MAX_WORDS = 64
+# What normalise puts where an address, URL, IP, host or number stood: they say nothing about the reason.
+PLACEHOLDERS = frozenset({"zurl", "zaddr", "zip", "zhost", "znum"})
 # The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
 MAX_CHARS = 600
 
@@ -86,3 +88,12 @@ def _with_stem(match: re.Match[str]) -> str:
 def model_text(finding: Finding) -> str:
     """The model input for one recipient."""
     return f"xstage_{finding.stage or 'unknown'} {normalise(finding.diagnostic)}"
+
+
+def says_nothing(text: str) -> bool:
+    """Whether a model text has no word but its stage and placeholders: an empty diagnostic, or only an address.
+
+    The text model has no evidence to weigh there, only what its training made of empty texts (an empty
+    diagnostic at DATA read as content-related), so the status code alone decides (model.code_alone).
+    """
+    return all(word in PLACEHOLDERS for word in text.split()[1:])

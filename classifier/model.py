@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .extract import Finding
-from .features import model_text
+from .features import model_text, says_nothing
 from .taxonomy import FALLBACK_CATEGORY, default_types
 
 MODEL_PATH = Path(__file__).with_name("model.onnx")
@@ -22,6 +22,7 @@ META_THRESHOLD = "mailwarden.threshold"
 META_TEMPERATURE = "mailwarden.temperature"
 META_PRIOR = "mailwarden.prior"  # {"5.1.1": [P(label | status) / P(label) in labels order], "5.1": [...], "5": [...]}
 META_PRIOR_WEIGHT = "mailwarden.prior_weight"
+META_BASE_RATES = "mailwarden.base_rates"  # [P(label) over the training examples, in labels order]
 # Below this probability (about 3x the uniform 1/16) the top category is not trusted: "other" is reported.
 DEFAULT_THRESHOLD = 0.20
 
@@ -42,6 +43,11 @@ def status_keys(status: str | None) -> list[str]:
     return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
+def prior_key(status: str | None, prior: dict[str, list[float]]) -> str | None:
+    """The most specific level of the status code that the prior knows."""
+    return next((k for k in status_keys(status) if k in prior), None)
+
+
 def with_prior(row: list[float], status: str | None, prior: dict[str, list[float]], weight: float) -> list[float]:
     """The text model's probabilities times the status code's likelihood ratio ** weight (most specific level
     known), renormalised.
@@ -49,12 +55,32 @@ def with_prior(row: list[float], status: str | None, prior: dict[str, list[float
     The prior is explicit and weighted below 1, so a text the model is sure of overrules a code that says
     otherwise (5.1.1 with "mailbox suspended" is inactive-mailbox), while a vague text follows the code.
     """
-    key = next((k for k in status_keys(status) if k in prior), None)
+    key = prior_key(status, prior)
     if key is None:
         return row
     scaled = [p * q ** weight for p, q in zip(row, prior[key], strict=True)]
     total = sum(scaled) or 1.0
     return [p / total for p in scaled]
+
+
+def code_alone(status: str | None, prior: dict[str, list[float]], base_rates: list[float]) -> list[float]:
+    """P(category | status) for a text that says nothing: the base rates times the code's likelihood ratio.
+
+    Without a code the prior knows nothing speaks for any category: all are equally likely, so the verdict is
+    the fallback category (CATEGORIES.md: "the text does not allow a decision").
+    """
+    if prior_key(status, prior) is None:
+        return [1.0 / len(base_rates)] * len(base_rates)
+    return with_prior(base_rates, status, prior, 1.0)
+
+
+def posterior(row: list[float], text: str, status: str | None, prior: dict[str, list[float]], weight: float,
+              base_rates: list[float]) -> list[float]:
+    """The category probabilities of one recipient before calibration: the text model's row with the status
+    prior, or the code alone where the text says nothing (features.says_nothing)."""
+    if says_nothing(text):
+        return code_alone(status, prior, base_rates)
+    return with_prior(row, status, prior, weight)
 
 
 def calibrate(row: list[float], temperature: float) -> list[float]:
@@ -95,12 +121,17 @@ class OnnxModel:
             self.temperature = float(meta.get(META_TEMPERATURE, 1.0))
             self.prior: dict[str, list[float]] = json.loads(meta.get(META_PRIOR, "{}"))
             self.prior_weight = float(meta.get(META_PRIOR_WEIGHT, 0.0))
+            # Models written before the base rates were stored read a text that says nothing as if all
+            # categories were equally common.
+            self.base_rates: list[float] = json.loads(meta.get(META_BASE_RATES, "null")) or [
+                1.0 / len(self.labels)] * len(self.labels)
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a mailwarden bounce model (metadata {exc} missing or broken)") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
             raise ModelError(f"{path}: cannot load ONNX model: {exc}") from exc
-        if any(len(row) != len(self.labels) for row in self.prior.values()):
-            raise ModelError(f"{path}: not a mailwarden bounce model (its status prior does not match its labels)")
+        if any(len(row) != len(self.labels) for row in [*self.prior.values(), self.base_rates]):
+            raise ModelError(f"{path}: not a mailwarden bounce model "
+                             "(its status prior or base rates do not match its labels)")
         self._check_it_classifies(path)
 
     def _check_it_classifies(self, path: str | os.PathLike[str]) -> None:
@@ -126,8 +157,9 @@ class OnnxModel:
         model is not confident enough."""
         if not findings:
             return []
+        texts = [model_text(f) for f in findings]
         # Plain floats from here: numpy per-row calls cost ~20 us a text.
-        rows = self.probabilities([model_text(f) for f in findings]).tolist()
-        return [top_category(calibrate(with_prior(row, f.status, self.prior, self.prior_weight), self.temperature),
-                             self.labels, self.threshold)
-                for f, row in zip(findings, rows, strict=True)]
+        rows = self.probabilities(texts).tolist()
+        return [top_category(calibrate(posterior(row, text, f.status, self.prior, self.prior_weight,
+                                                 self.base_rates), self.temperature), self.labels, self.threshold)
+                for f, text, row in zip(findings, texts, rows, strict=True)]

@@ -25,14 +25,15 @@ from .extract import Finding
 from .features import model_text
 from .model import (
     DEFAULT_THRESHOLD,
+    META_BASE_RATES,
     META_LABELS,
     META_PRIOR,
     META_PRIOR_WEIGHT,
     META_TEMPERATURE,
     META_THRESHOLD,
     META_TYPES,
+    posterior,
     status_keys,
-    with_prior,
 )
 from .taxonomy import default_types
 
@@ -67,7 +68,8 @@ class Trained:
     """A fitted text model and its status-code prior: what export_onnx writes and cross-validation scores."""
 
     pipeline: Any  # sklearn Pipeline over model_text
-    prior: dict[str, list[float]]  # status level -> P(category | status) in classes_ order
+    prior: dict[str, list[float]]  # status level -> P(category | status) / P(category) in classes_ order
+    base_rates: list[float]  # P(category) in classes_ order
     prior_weight: float = PRIOR_WEIGHT
 
     @property
@@ -76,8 +78,17 @@ class Trained:
 
     def predict_proba(self, findings: list[Finding]) -> list[list[float]]:
         """What the exported model computes before calibration (model.OnnxModel.predict)."""
-        rows = self.pipeline.predict_proba([model_text(f) for f in findings]).tolist()
-        return [with_prior(row, f.status, self.prior, self.prior_weight) for f, row in zip(findings, rows, strict=True)]
+        texts = [model_text(f) for f in findings]
+        rows = self.pipeline.predict_proba(texts).tolist()
+        return [posterior(row, text, f.status, self.prior, self.prior_weight, self.base_rates)
+                for f, text, row in zip(findings, texts, rows, strict=True)]
+
+
+def base_rates(examples: list[Example], labels: list[str]) -> list[float]:
+    """P(category) over the training examples (add-one smoothed)."""
+    overall = Counter(e.category for e in examples)
+    return [round((overall[label] + PRIOR_SMOOTHING) / (overall.total() + PRIOR_SMOOTHING * len(labels)), 6)
+            for label in labels]
 
 
 def status_prior(examples: list[Example], labels: list[str]) -> dict[str, list[float]]:
@@ -91,9 +102,7 @@ def status_prior(examples: list[Example], labels: list[str]) -> dict[str, list[f
     for example in examples:
         for key in status_keys(example.finding.status):
             counts[key][example.category] += 1
-    overall = Counter(e.category for e in examples)
-    base = [(overall[label] + PRIOR_SMOOTHING) / (overall.total() + PRIOR_SMOOTHING * len(labels))
-            for label in labels]
+    base = base_rates(examples, labels)
     return {key: [round((seen[label] + PRIOR_SMOOTHING) / (seen.total() + PRIOR_SMOOTHING * len(labels)) / rate, 6)
                   for label, rate in zip(labels, base, strict=True)]
             for key, seen in sorted(counts.items()) if seen.total() >= PRIOR_MIN_COUNT}
@@ -119,7 +128,8 @@ def fit(examples: list[Example], with_seeds: bool, progress: Progress = print,
     progress("fitting TF-IDF + logistic regression ...")
     pipeline.fit(texts, [e.category for e in augmented], clf__sample_weight=[e.weight for e in augmented])
     progress("fitted")
-    return Trained(pipeline, status_prior(augmented, [str(c) for c in pipeline.classes_]))
+    labels = [str(c) for c in pipeline.classes_]
+    return Trained(pipeline, status_prior(augmented, labels), base_rates(augmented, labels))
 
 
 def closed_vocabulary(vectorizer, texts: list[str]) -> list[str]:
@@ -165,6 +175,7 @@ def export_onnx(trained: Trained, types: dict[str, str], out: Path, threshold: f
     for key, value in ((META_LABELS, json.dumps(trained.classes_)), (META_TYPES, json.dumps(types)),
                        (META_PRIOR, json.dumps(trained.prior, separators=(",", ":"))),
                        (META_PRIOR_WEIGHT, str(trained.prior_weight)),
+                       (META_BASE_RATES, json.dumps(trained.base_rates, separators=(",", ":"))),
                        (META_THRESHOLD, str(threshold)), (META_TEMPERATURE, str(temperature))):
         prop = onx.metadata_props.add()
         prop.key, prop.value = key, value

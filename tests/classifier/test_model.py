@@ -116,6 +116,41 @@ def test_status_prior_takes_the_most_specific_level_it_knows():
     assert 0.5 < weighted[0] < 0.9  # a weight below 1 softens the code's say
 
 
+def test_a_text_that_says_nothing_leaves_the_decision_to_the_status_code():
+    from mailwarden.classifier.features import says_nothing
+
+    assert says_nothing("xstage_data ") and says_nothing("xstage_rcpt zaddr znum")
+    assert not says_nothing("xstage_rcpt user unknown zaddr")
+    model = OnnxModel(default_model_path())
+    # Before: an empty diagnostic at DATA read as content-related (0.50), at RCPT as bad-mailbox, from what
+    # the training made of empty texts.
+    for stage in ("data", "rcpt", None):
+        silent = model.predict([Finding(recipient="r@example.org", diagnostic="<r@example.org>", stage=stage)])
+        assert silent[0].category == "other" and silent[0].confidence < model.threshold
+        full = model.predict([Finding(recipient="r@example.org", status="4.2.2", stage=stage)])
+        assert full[0].category == "quota-issues"
+
+
+def test_code_alone_is_the_base_rate_times_the_likelihood_ratio():
+    from mailwarden.classifier.model import code_alone
+
+    prior = {"5.1": [3.0, 0.5], "5": [1.0, 1.0]}
+    assert code_alone("5.1.1", prior, [0.2, 0.8]) == pytest.approx([0.6, 0.4])  # 0.2 * 3 : 0.8 * 0.5
+    assert code_alone(None, prior, [0.2, 0.8]) == pytest.approx([0.5, 0.5])  # no code: nothing speaks
+
+
+def test_a_model_written_before_the_base_rates_were_stored_still_loads_and_classifies(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(default_model_path())
+    kept = [p for p in model.metadata_props if p.key != "mailwarden.base_rates"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, tmp_path / "older.onnx")
+    older = OnnxModel(tmp_path / "older.onnx")
+    assert older.base_rates == pytest.approx([1 / len(older.labels)] * len(older.labels))
+    assert older.predict([Finding(recipient="r@example.org", status="5.1.1")])[0].category == "bad-mailbox"
+
+
 def test_load_rejects_a_status_prior_that_does_not_match_the_labels(tmp_path):
     onnx = pytest.importorskip("onnx")
     model = onnx.load(default_model_path())
@@ -295,6 +330,7 @@ def test_load_rejects_a_model_whose_outputs_do_not_match_its_labels(tmp_path):
     labels.value = json.dumps(["bad-mailbox", "quota-issues"])
     prior = next(p for p in model.metadata_props if p.key == "mailwarden.prior")
     prior.value = "{}"
+    next(p for p in model.metadata_props if p.key == "mailwarden.base_rates").value = "[0.5, 0.5]"
     onnx.save(model, tmp_path / "mismatch.onnx")
     with pytest.raises(ModelError, match="outputs for 2 labels"):
         OnnxModel(tmp_path / "mismatch.onnx")
