@@ -30,7 +30,7 @@ BOUNCE_SENDER_LOCALPARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-dae
 # Delivery System", Sendmail's "Mail Delivery Subsystem", "Mail.Delivery.System@").
 BOUNCE_SENDER_NAME_RE = re.compile(r"(?i)mailer-daemon|mail[ .]delivery[ .](?:sub)?system")
 # Suffixes of a mailing list's administrative addresses ("announce-bounces@...").
-LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request"})
+LIST_ROLES = frozenset({"bounces", "bounce", "admin", "owner", "request", "ctl"})  # ctl: fml's command address
 # List managers that send from their own name ("sympa@lists.example.org", "LISTSERV@...").
 LIST_MANAGER_LOCALPARTS = frozenset({"sympa", "listserv", "majordomo", "mailman", "mlmmj", "ezmlm", "listproc", "lyris",
                                      "ecartis"})

@@ -179,6 +179,9 @@ def test_a_notice_without_codes_in_portuguese_or_italian_from_a_null_sender_is_a
 @pytest.mark.parametrize("sender, subject, text", [
     ("astro-club-owner@lists.example.org", "Request to mailing list Astro-club rejected",
      "You are not allowed to post to this mailing list, and your message has been automatically rejected."),
+    ("astro-club-admin@lists.example.org", "You someone@example.com are not member (astro-club ML)",
+     "You are not a member of this mailing list <astro-club@lists.example.org>.\n"
+     "For the guide, send 'guide' to the address astro-club-ctl@lists.example.org"),  # fml's command address
     ("SYMPA <sympa@listes.example.org>", "Votre message pour la liste astro-club a été rejeté",
      "Votre message pour la liste astro-club@lists.example.org a été rejeté par le modérateur de la liste."),
 ])

@@ -22,8 +22,6 @@ PSEUDO_STATUS = re.compile(r"^\d\.0\.9\d\d$")
 # Known misses, each with the reason; strict xfail so a fix shows up as XPASS and must be recorded here. "Product
 # miss" means the product is wrong; "label disagreement" that the message supports the product's answer.
 NOT_DETECTED = {
-    "lhost-fml-02": "label disagreement: a mailing list's 'you are not a member' reply from its admin address, "
-                    "no report part or bounce sender; the label counts a list's answer as a bounce",
     "lhost-fml-03": "label disagreement: a mailing list's 'Loop Alert: Duplicated Message-ID' notice from its "
                     "admin address, no report part or bounce sender; the label counts it as a bounce",
 }
