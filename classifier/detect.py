@@ -53,7 +53,7 @@ REPORT_BODY_RE = re.compile(
 )
 # A mailing list's refusal of a post (matched only in notices from a list's own addresses, see detect_kind).
 LIST_REFUSAL_RE = re.compile(
-    r"not allowed to post|not a member of|non-?members?\b|(?:was|been) (?:automatically )?(?:rejected|denied|refused)"
+    r"not allowed to post|not a member of|(?:was|been) (?:automatically )?(?:rejected|denied|refused)"
     r"|not (?:been )?distributed|unable to be delivered to the list|a été rejeté|n'a pas été (?:diffusé|distribué)"
     r"|abgelehnt|rechazad|rifiutat|rejeitad|geweigerd|niet verspreid|não foi distribuíd|拒否されました|投稿権限"
 )

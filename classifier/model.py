@@ -66,19 +66,21 @@ def with_prior(row: list[float], status: str | None, prior: dict[str, list[float
 def code_alone(status: str | None, prior: dict[str, list[float]], base_rates: list[float]) -> list[float]:
     """P(category | status) for a text that says nothing: the base rates times the code's likelihood ratio.
 
-    Without a code the prior knows nothing speaks for any category: all are equally likely, so the verdict is
-    the fallback category (CATEGORIES.md: "the text does not allow a decision").
+    Without a specific code the prior knows (none, or only a class such as 5.0.0, which says permanent or
+    temporary and nothing more) nothing speaks for any category: all are equally likely, so the verdict is the
+    fallback category (CATEGORIES.md: "the text does not allow a decision").
     """
-    if prior_key(status, prior) is None:
+    if not status or status.endswith(".0.0") or prior_key(status, prior) is None:
         return [1.0 / len(base_rates)] * len(base_rates)
     return with_prior(base_rates, status, prior, 1.0)
 
 
 def posterior(row: list[float], text: str, status: str | None, prior: dict[str, list[float]], weight: float,
-              base_rates: list[float]) -> list[float]:
+              base_rates: list[float] | None) -> list[float]:
     """The category probabilities of one recipient before calibration: the text model's row with the status
-    prior, or the code alone where the text says nothing (features.says_nothing)."""
-    if says_nothing(text):
+    prior, or the code alone where the text says nothing (features.says_nothing) and the model knows its
+    categories' base rates (a model written before session 14 does not: it reads every text as it always did)."""
+    if base_rates is not None and says_nothing(text):
         return code_alone(status, prior, base_rates)
     return with_prior(row, status, prior, weight)
 
@@ -121,15 +123,13 @@ class OnnxModel:
             self.temperature = float(meta.get(META_TEMPERATURE, 1.0))
             self.prior: dict[str, list[float]] = json.loads(meta.get(META_PRIOR, "{}"))
             self.prior_weight = float(meta.get(META_PRIOR_WEIGHT, 0.0))
-            # Models written before the base rates were stored read a text that says nothing as if all
-            # categories were equally common.
-            self.base_rates: list[float] = json.loads(meta.get(META_BASE_RATES, "null")) or [
-                1.0 / len(self.labels)] * len(self.labels)
+            self.base_rates: list[float] | None = json.loads(meta.get(META_BASE_RATES, "null"))
         except (KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: not a mailwarden bounce model (metadata {exc} missing or broken)") from exc
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own, unrelated exception types
             raise ModelError(f"{path}: cannot load ONNX model: {exc}") from exc
-        if any(len(row) != len(self.labels) for row in [*self.prior.values(), self.base_rates]):
+        rows = [*self.prior.values(), *([self.base_rates] if self.base_rates is not None else [])]
+        if any(not isinstance(row, list) or len(row) != len(self.labels) for row in rows):
             raise ModelError(f"{path}: not a mailwarden bounce model "
                              "(its status prior or base rates do not match its labels)")
         self._check_it_classifies(path)

@@ -110,6 +110,7 @@ def test_canonical_form_makes_one_mailbox_compare_equal():
     ("announce-bounces+member=example.com@lists.example.org", "announce@lists.example.org"),
     ("Mailman-Users-Admin@python.org", "mailman-users@python.org"),
     ("owner-neko@example.co.jp", "neko@example.co.jp"),
+    ("neko-nyaan-ctl@example.org", "neko-nyaan@example.org"),  # fml's command address
     ("woodworking+owner@lists.example.com", "woodworking@lists.example.com"),
     ("woodworking+bounces-help@lists.example.com", "woodworking@lists.example.com"),
     ("jane+newsletter@example.org", None),

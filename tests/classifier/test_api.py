@@ -192,6 +192,16 @@ def test_a_mailing_list_refusing_a_post_is_a_failure_for_the_list_address(classi
     assert _failed(classifier, raw) == ["astro-club@lists.example.org"]
 
 
+def test_a_list_holding_a_post_of_a_non_member_for_its_moderator_reports_no_failure(classifier):
+    """Mailman's hold notice names the reason ("Post by non-member to a members-only list") of a post that still
+    waits for approval: nothing failed, so the list's address must not be reported."""
+    raw = _notice("astro-club-owner@lists.example.org", "Your message to Astro-club awaits moderator approval",
+                  "Your mail to 'Astro-club' with the subject\n\n    Meeting\n\nIs being held until the list "
+                  "moderator can review it for approval.\n\nThe reason it is being held:\n\n    Post by "
+                  "non-member to a members-only list\n", reverse_path="astro-club-bounces@lists.example.org")
+    assert classifier.analyse(raw).kind != "failure"
+
+
 def test_a_list_refusal_naming_only_an_administrative_address_is_for_the_posting_address(classifier):
     """LISTSERV names the list by its -request address (Mailman and mlmmj robots by -owner); the post was to the
     list."""

@@ -12,7 +12,7 @@ from mailwarden.classifier import BounceClassifier, ModelError, default_model_pa
 from mailwarden.classifier.corpus import Example, corpus_examples
 from mailwarden.classifier.extract import Finding
 from mailwarden.classifier.features import model_text
-from mailwarden.classifier.model import OnnxModel
+from mailwarden.classifier.model import OnnxModel, calibrate, top_category, with_prior
 from mailwarden.classifier.taxonomy import default_types
 
 from .conftest import CORPUS, EXTRA, MTA_FORMATS
@@ -129,6 +129,9 @@ def test_a_text_that_says_nothing_leaves_the_decision_to_the_status_code():
         assert silent[0].category == "other" and silent[0].confidence < model.threshold
         full = model.predict([Finding(recipient="r@example.org", status="4.2.2", stage=stage)])
         assert full[0].category == "quota-issues"
+        # A class alone (5.0.0) says permanent and nothing more: still no decision.
+        generic = model.predict([Finding(recipient="r@example.org", status="5.0.0", diagnostic="550 5.0.0")])
+        assert generic[0].category == "other"
 
 
 def test_code_alone_is_the_base_rate_times_the_likelihood_ratio():
@@ -137,6 +140,16 @@ def test_code_alone_is_the_base_rate_times_the_likelihood_ratio():
     prior = {"5.1": [3.0, 0.5], "5": [1.0, 1.0]}
     assert code_alone("5.1.1", prior, [0.2, 0.8]) == pytest.approx([0.6, 0.4])  # 0.2 * 3 : 0.8 * 0.5
     assert code_alone(None, prior, [0.2, 0.8]) == pytest.approx([0.5, 0.5])  # no code: nothing speaks
+    assert code_alone("4.7.1", prior, [0.2, 0.8]) == pytest.approx([0.5, 0.5])  # a code the prior lacks
+
+
+def test_the_base_rates_are_the_training_share_of_each_category_smoothed():
+    from mailwarden.classifier.train import base_rates
+
+    examples = [Example(Finding(recipient=""), category, "g") for category in ("a", "a", "a", "b")]
+    assert base_rates(examples, ["a", "b", "c"]) == pytest.approx([4 / 7, 2 / 7, 1 / 7])  # add-one
+    shipped = OnnxModel(default_model_path())
+    assert shipped.base_rates is not None and sum(shipped.base_rates) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_a_model_written_before_the_base_rates_were_stored_still_loads_and_classifies(tmp_path):
@@ -147,24 +160,29 @@ def test_a_model_written_before_the_base_rates_were_stored_still_loads_and_class
     model.metadata_props.extend(kept)
     onnx.save(model, tmp_path / "older.onnx")
     older = OnnxModel(tmp_path / "older.onnx")
-    assert older.base_rates == pytest.approx([1 / len(older.labels)] * len(older.labels))
-    assert older.predict([Finding(recipient="r@example.org", status="5.1.1")])[0].category == "bad-mailbox"
+    assert older.base_rates is None
+    silent = Finding(recipient="r@example.org", status="5.1.1")
+    assert older.predict([silent]) == [  # read as every text was before: the text model's row times the prior
+        top_category(calibrate(with_prior(older.probabilities([model_text(silent)])[0].tolist(), "5.1.1",
+                                          older.prior, older.prior_weight), older.temperature),
+                     older.labels, older.threshold)]
 
 
-def test_load_rejects_a_status_prior_that_does_not_match_the_labels(tmp_path):
+@pytest.mark.parametrize(("key", "value"), [("mailwarden.prior", '{"5.1.1": [1.0]}'),
+                                            ("mailwarden.base_rates", "[1.0]"), ("mailwarden.base_rates", '"0.5"')])
+def test_load_rejects_a_status_prior_or_base_rates_that_do_not_match_the_labels(tmp_path, key, value):
     onnx = pytest.importorskip("onnx")
     model = onnx.load(default_model_path())
-    prop = next(p for p in model.metadata_props if p.key == "mailwarden.prior")
-    prop.value = '{"5.1.1": [1.0]}'
+    next(p for p in model.metadata_props if p.key == key).value = value
     onnx.save(model, tmp_path / "broken.onnx")
-    with pytest.raises(ModelError, match="status prior"):
+    with pytest.raises(ModelError, match="status prior or base rates"):
         OnnxModel(tmp_path / "broken.onnx")
 
 
 def test_low_confidence_becomes_other_with_the_score_shown():
     model = OnnxModel(default_model_path())
     model.threshold = 1.01  # nothing can be that sure
-    prediction = model.predict([Finding(recipient="", diagnostic="<r@example.org>")])[0]
+    prediction = model.predict([Finding(recipient="", diagnostic="550 <r@example.org>... User unknown")])[0]
     assert prediction.category == "other" and 0.0 < prediction.confidence < 1.0
 
 
