@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .addresses import (
@@ -326,12 +327,16 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
         while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
             end += 1
         return "\n".join(transcript + lines[:end])
-    lines = lines[:MAX_BLOCK_LINES]
-    lines = lines[:next((i for i in range(1, len(lines)) if HOST_LINE_RE.match(lines[i])), len(lines))]
+    lines = until(lines[:MAX_BLOCK_LINES], lambda line: HOST_LINE_RE.match(line) is not None)
     if next_address:
         following = next_address.lower()
-        lines = lines[:next((i for i in range(1, len(lines)) if following in lines[i].lower()), len(lines))]
+        lines = until(lines, lambda line: following in line.lower())
     return "\n".join(transcript + lines)
+
+
+def until(lines: list[str], ends: Callable[[str], bool]) -> list[str]:
+    """The lines before the first one after the first that ``ends`` (the first line is the block's own)."""
+    return lines[:next((i for i in range(1, len(lines)) if ends(lines[i])), len(lines))]
 
 
 def with_lead_in(text: str, lowered: str, address: str, block: str) -> str:

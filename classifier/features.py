@@ -53,8 +53,9 @@ STEMS = ("spam", "virus", "quota", "malware", "phish")
 WHOLE = ("spamhaus", "spamcop", "spamrats")
 COMPOUND_RE = re.compile(rf"\b(?!(?:{'|'.join(WHOLE)})\b)\w*?({'|'.join(STEMS)})\w*")
 MAX_WORDS = 64
-# What normalise puts where an address, URL, IP, host or number stood: they say nothing about the reason.
-PLACEHOLDERS = frozenset({"zurl", "zaddr", "zip", "zhost", "znum"})
+# What normalise puts where a URL, an address, an IP, a host or a number stood: they say nothing about the reason.
+URL_TOKEN, ADDRESS_TOKEN, IP_TOKEN, HOST_TOKEN, NUMBER_TOKEN = "zurl", "zaddr", "zip", "zhost", "znum"
+PLACEHOLDERS = frozenset({URL_TOKEN, ADDRESS_TOKEN, IP_TOKEN, HOST_TOKEN, NUMBER_TOKEN})
 # The words kept come from the start of the diagnostic; normalising only this much keeps the regex passes cheap.
 MAX_CHARS = 600
 
@@ -63,16 +64,16 @@ def normalise(text: str) -> str:
     """Lower-case words with addresses, URLs, IPs, hosts and numbers replaced by placeholders, codes removed."""
     text = text[:MAX_CHARS].lower()
     if "http" in text or "www." in text:
-        text = URL_RE.sub(" zurl ", text)
+        text = URL_RE.sub(f" {URL_TOKEN} ", text)
     if "@" in text:
-        text = ADDRESS_RE.sub(" zaddr ", text)
-    text = IPV4_RE.sub(" zip ", text)
+        text = ADDRESS_RE.sub(f" {ADDRESS_TOKEN} ", text)
+    text = IPV4_RE.sub(f" {IP_TOKEN} ", text)
     if text.count(":") >= 3:
-        text = IPV6_RE.sub(" zip ", text)
+        text = IPV6_RE.sub(f" {IP_TOKEN} ", text)
     if "." in text:
-        text = HOST_RE.sub(" zhost ", text)
+        text = HOST_RE.sub(f" {HOST_TOKEN} ", text)
     text = REPLY_CODE_RE.sub(" ", STATUS_RE.sub(" ", text))
-    text = NUMBER_RE.sub(" znum ", text)
+    text = NUMBER_RE.sub(f" {NUMBER_TOKEN} ", text)
     text = SPELLING_RE.sub(lambda m: SPELLINGS[int(m.lastgroup[1:])][1], text)
     text = glossary().gloss(text, MAX_WORDS)
     if any(stem in text for stem in STEMS):  # most texts have none; the pattern costs ~20 us a text
