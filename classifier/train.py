@@ -45,7 +45,7 @@ MAX_FEATURES = 6000  # vocabulary cap: the dense TF-IDF row times the weights do
 PRIOR_WEIGHT = 0.5  # the status prior's exponent: below 1, so a confident text overrules the code
 PRIOR_MIN_COUNT = 5  # a status level seen fewer times in training has no prior of its own (the next level speaks)
 PRIOR_SMOOTHING = 1.0  # add-one: no category is ruled out by a code alone
-TEMPERATURE = 1.05  # softmax temperature fitted on the grouped cross-validation (crossval.fit_temperature)
+TEMPERATURE = 1.0  # softmax temperature fitted on the grouped cross-validation (crossval.fit_temperature)
 
 Progress = Callable[[str], None]
 
