@@ -375,8 +375,9 @@ def says_something(block: str) -> bool:
     is not a contact hint ("Please reply to Postmaster@... if you feel this message to be in error" under the
     address, where the reason stands above it) nor a line announcing what follows ("The following recipients
     did not receive your message:" between two addresses of a list)."""
-    said = "\n".join(line for line in block.splitlines() if not ANNOUNCEMENT_RE.search(line))
-    sentences = SENTENCE_SPLIT_RE.split(" ".join(ADDRESS_RE.sub("", said).split()))
+    if "following" in block.lower():  # the pattern scans every position of every line; most blocks lack the word
+        block = "\n".join(line for line in block.splitlines() if not ANNOUNCEMENT_RE.search(line))
+    sentences = SENTENCE_SPLIT_RE.split(" ".join(ADDRESS_RE.sub("", block).split()))
     return any(WORD_RE.search(sentence) and not NOT_RECIPIENT_LINE_RE.search(sentence) for sentence in sentences)
 
 
