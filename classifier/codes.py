@@ -34,3 +34,8 @@ def find_reply_code(text: str) -> str | None:
     """The first SMTP error reply code (4xx/5xx) in the text, else the first success code."""
     codes = REPLY_CODE_RE.findall(text)
     return next((c for c in codes if c[0] in "45"), codes[0] if codes else None)
+
+
+def is_generic(status: str) -> bool:
+    """Whether an enhanced status code is a class alone (X.0.0): it says permanent or temporary, nothing more."""
+    return status.endswith(".0.0")

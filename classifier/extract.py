@@ -20,7 +20,7 @@ from .addresses import (
     is_robot,
     list_address,
 )
-from .codes import find_reply_code, find_status
+from .codes import find_reply_code, find_status, is_generic
 from .parts import (
     FIELD_RE,
     STATUS_TYPES,
@@ -156,7 +156,7 @@ def preferred_status(stated: str | None, in_text: str | None) -> str | None:
     A generic X.0.0 in the text does not replace a specific Status field: Sendmail's transcript ends in
     "550 5.0.0 ... Insufficient permission" while its Status field says 5.3.0.
     """
-    if in_text and not (stated and in_text.endswith(".0.0") and not stated.endswith(".0.0")):
+    if in_text and not (stated and is_generic(in_text) and not is_generic(stated)):
         return in_text
     return stated
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .codes import is_generic
 from .extract import Finding
 from .features import model_text, says_nothing
 from .taxonomy import FALLBACK_CATEGORY, default_types
@@ -70,7 +71,7 @@ def code_alone(status: str | None, prior: dict[str, list[float]], base_rates: li
     temporary and nothing more) nothing speaks for any category: all are equally likely, so the verdict is the
     fallback category (CATEGORIES.md: "the text does not allow a decision").
     """
-    if not status or status.endswith(".0.0") or prior_key(status, prior) is None:
+    if not status or is_generic(status) or prior_key(status, prior) is None:
         return [1.0 / len(base_rates)] * len(base_rates)
     return with_prior(base_rates, status, prior, 1.0)
 
