@@ -323,8 +323,9 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
     transcript = transcript_before(text, start) if SUMMARY_LINE_RE.match(lines[0]) else []
     if next_address and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
         # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
+        following = next_address.lower()
         end = 1
-        while end < len(lines) and lines[end][:1] in (" ", "\t") and lines[end].strip():
+        while end < len(lines) and continues(lines[end - 1], lines[end]) and following not in lines[end].lower():
             end += 1
         return "\n".join(transcript + lines[:end])
     lines = until(lines[:MAX_BLOCK_LINES], lambda line: HOST_LINE_RE.match(line) is not None)
@@ -332,6 +333,15 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
         following = next_address.lower()
         lines = until(lines, lambda line: following in line.lower())
     return "\n".join(transcript + lines)
+
+
+def continues(line: str, below: str) -> bool:
+    """Whether the line ``below`` continues ``line``: indented under it, or the rest of a sentence that hard-wrapped
+    prose broke at the end of it."""
+    if not below.strip():
+        return False
+    return below[:1] in (" ", "\t") or (LETTER_RE.match(below) is not None
+                                        and not line.rstrip().endswith((".", "!", "?", ":", ")")))
 
 
 def until(lines: list[str], ends: Callable[[str], bool]) -> list[str]:

@@ -388,3 +388,16 @@ def test_a_line_announcing_the_next_recipient_is_not_the_reason_of_the_one_above
     _, findings = reported_findings(raw)
     assert [f.recipient for f in findings] == ["aaaaa@example.com", "bbbbb@example.com"]
     assert all("not delivered within 2 days" in f.diagnostic for f in findings)
+
+
+def test_a_sentence_naming_a_recipient_in_wrapped_prose_is_read_past_the_end_of_its_line(make_bounce):
+    """A one-line block ("554 <addr>... reason") is Sendmail's summary style, where the address starts the line;
+    an address in the middle of hard-wrapped prose is part of a sentence that runs on below it, and the words
+    that decide ("did not match any mailbox here") are on the next line."""
+    raw = make_bounce("Your message could not be delivered. The address to which it was sent,\n"
+                      "first.last@example.org, is not a valid address: it did not match any\n"
+                      "mailbox here. Nearby names in the directory:\n\n  F. Last  flast@example.org  room 12\n",
+                      subject="Returned mail: no such user")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings][:1] == ["first.last@example.org"]
+    assert "any mailbox here" in " ".join(findings[0].diagnostic.split())
