@@ -67,6 +67,9 @@ MENTION_WORDS = 4
 LETTER_RE = re.compile(r"[^\W\d_]")
 WORD_RE = re.compile(r"[^\W\d_]{3,}")
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
+# A line of prose ending in one of these ends its sentence (":" announces what follows on the next lines, ")"
+# closes a parenthesis such as "(Authoritative answer from name server)"); any other line break is wrapping.
+LINE_SENTENCE_ENDS = (".", "!", "?", ":", ")")
 # A line announcing the list below it ("The following recipients did not receive your message:").
 ANNOUNCEMENT_RE = re.compile(r"(?i)\bfollowing\b[^:]*:\s*$")
 # A delivery-status field's whole value as one address: one "@" with something on both sides, no blanks.
@@ -320,28 +323,35 @@ def recipient_block(text: str, lowered: str, address: str, next_address: str | N
     line_start = lowered.rfind("\n", 0, position) + 1
     start = line_start if position - line_start <= MAX_LINE_LEAD else position
     lines = text[start:start + MAX_DIAGNOSTIC].splitlines()
-    transcript = transcript_before(text, start) if SUMMARY_LINE_RE.match(lines[0]) else []
-    if next_address and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
-        # Several recipients, "554 <addr>... reason" style: the line is the diagnostic, plus its continuation.
-        following = next_address.lower()
+    summary = SUMMARY_LINE_RE.match(lines[0]) is not None
+    transcript = transcript_before(text, start) if summary else []
+    following = next_address.lower() if next_address else None
+    if following and len(ADDRESS_RE.sub("", lines[0]).strip(" <>.:;,")) >= MIN_BLOCK_CHARS:
+        # Several recipients, each with a line of its own ("554 <addr>... reason") or named in a sentence of
+        # prose: the line is the diagnostic, plus what continues it, up to the next recipient's line.
         end = 1
-        while end < len(lines) and continues(lines[end - 1], lines[end]) and following not in lines[end].lower():
+        while (end < len(lines) and continues(lines[end - 1], lines[end], prose=not summary)
+               and following not in lines[end].lower()):
             end += 1
         return "\n".join(transcript + lines[:end])
     lines = until(lines[:MAX_BLOCK_LINES], lambda line: HOST_LINE_RE.match(line) is not None)
-    if next_address:
-        following = next_address.lower()
+    if following:
         lines = until(lines, lambda line: following in line.lower())
     return "\n".join(transcript + lines)
 
 
-def continues(line: str, below: str) -> bool:
-    """Whether the line ``below`` continues ``line``: indented under it, or the rest of a sentence that hard-wrapped
-    prose broke at the end of it."""
+def continues(line: str, below: str, prose: bool) -> bool:
+    """Whether the line ``below`` continues ``line``: indented under it, or, in prose, the rest of a sentence
+    that hard-wrapping broke at the end of ``line``.
+
+    A Sendmail summary line ("554 <addr>... User unknown") is not prose: it ends without punctuation, and the
+    unindented line below it starts something else (the next recipient's transcript, "While talking to ...").
+    """
     if not below.strip():
         return False
-    return below[:1] in (" ", "\t") or (LETTER_RE.match(below) is not None
-                                        and not line.rstrip().endswith((".", "!", "?", ":", ")")))
+    if below[:1] in (" ", "\t"):
+        return True
+    return prose and LETTER_RE.match(below) is not None and not line.rstrip().endswith(LINE_SENTENCE_ENDS)
 
 
 def until(lines: list[str], ends: Callable[[str], bool]) -> list[str]:

@@ -401,3 +401,31 @@ def test_a_sentence_naming_a_recipient_in_wrapped_prose_is_read_past_the_end_of_
     _, findings = reported_findings(raw)
     assert [f.recipient for f in findings][:1] == ["first.last@example.org"]
     assert "any mailbox here" in " ".join(findings[0].diagnostic.split())
+
+
+def test_a_recipient_named_in_prose_does_not_take_the_next_recipients_line(make_bounce):
+    """The sentence naming one recipient runs on, but the line naming the next one (in another case) is that
+    recipient's: "mailbox is full" is not a reason of the first address."""
+    raw = make_bounce("Your message was not delivered. It was sent to the address\n"
+                      "first.last@example.org, which does not exist here, and to\n"
+                      "SECOND@Example.org, whose mailbox is full and accepts nothing more.\n",
+                      subject="Returned mail: see below")
+    _, findings = reported_findings(raw)
+    assert [f.recipient.lower() for f in findings][:2] == ["first.last@example.org", "second@example.org"]
+    assert "does not exist" in findings[0].diagnostic
+    assert "mailbox is full" not in findings[0].diagnostic
+
+
+def test_a_sendmail_summary_line_ends_before_the_next_recipients_transcript(make_bounce):
+    """Sendmail's summary line ("554 <addr>... 550 Host unknown") ends without punctuation; the unindented line
+    below it ("While talking to ...") opens the next recipient's transcript and is not part of its reason."""
+    raw = make_bounce("   ----- Transcript of session follows -----\n"
+                      "554 <kijitora@example.org>... 550 Host unknown\n"
+                      "While talking to smtp.example.edu:\n>>> RCPT To:<mikeneko@example.edu>\n"
+                      "<<< 550 <mikeneko@example.edu>... User unknown\n550 <mikeneko@example.edu>... User unknown\n"
+                      "\n   ----- Unsent message follows -----\nFrom: a@example.com\nTo: x@example.org\n\nhi\n",
+                      subject="Returned mail: Host unknown")
+    _, findings = reported_findings(raw)
+    assert [f.recipient for f in findings] == ["kijitora@example.org", "mikeneko@example.edu"]
+    assert "Host unknown" in findings[0].diagnostic
+    assert "While talking" not in findings[0].diagnostic
